@@ -1,0 +1,46 @@
+/**
+ * Base of every typed adagg error. `code` is stable (`ADAGG_E_...`) and is what callers match on,
+ * never the message text. The gateway maps codes to HTTP statuses (src/gateway/error-status.ts).
+ */
+export class AdaggError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: string, message: string, opts: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = opts.details;
+  }
+}
+
+/** Stable error codes. README lists them with their HTTP statuses. */
+export const ErrorCode = {
+  BadOption: 'ADAGG_E_BAD_OPTION',
+  BadParam: 'ADAGG_E_BAD_PARAM',
+  RangeTooLarge: 'ADAGG_E_RANGE_TOO_LARGE',
+  FilterNotPreaggregated: 'ADAGG_E_FILTER_NOT_PREAGGREGATED',
+  BodyTooLarge: 'ADAGG_E_BODY_TOO_LARGE',
+  TooManyLines: 'ADAGG_E_TOO_MANY_LINES',
+  NoValidClicks: 'ADAGG_E_NO_VALID_CLICKS',
+  UnsupportedMediaType: 'ADAGG_E_UNSUPPORTED_MEDIA_TYPE',
+  PublishFailed: 'ADAGG_E_PUBLISH_FAILED',
+  ShardUnavailable: 'ADAGG_E_SHARD_UNAVAILABLE',
+  Fenced: 'ADAGG_E_FENCED',
+  MailboxFull: 'ADAGG_E_MAILBOX_FULL',
+  MailboxClosed: 'ADAGG_E_MAILBOX_CLOSED',
+  IllegalTransition: 'ADAGG_E_ILLEGAL_TRANSITION',
+  AlreadyStarted: 'ADAGG_E_ALREADY_STARTED',
+  SnapshotCorrupt: 'ADAGG_E_SNAPSHOT_CORRUPT',
+  BatchCorrupt: 'ADAGG_E_BATCH_CORRUPT',
+  ServerStart: 'ADAGG_E_SERVER_START',
+  StreamMismatch: 'ADAGG_E_STREAM_MISMATCH',
+  NotFound: 'ADAGG_E_NOT_FOUND',
+  Internal: 'ADAGG_E_INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class OptionError extends AdaggError {
+  constructor(option: string, message: string) {
+    super(ErrorCode.BadOption, `option ${option}: ${message}`, { details: { option } });
+  }
+}

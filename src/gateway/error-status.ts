@@ -1,0 +1,35 @@
+import { AdaggError, ErrorCode } from '../errors.ts';
+
+const STATUS: Partial<Record<string, number>> = {
+  [ErrorCode.BadParam]: 400,
+  [ErrorCode.RangeTooLarge]: 400,
+  [ErrorCode.FilterNotPreaggregated]: 400,
+  [ErrorCode.NoValidClicks]: 400,
+  [ErrorCode.BodyTooLarge]: 413,
+  [ErrorCode.TooManyLines]: 413,
+  [ErrorCode.UnsupportedMediaType]: 415,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.PublishFailed]: 503,
+  [ErrorCode.ShardUnavailable]: 503,
+};
+
+/** HTTP status of an error code (500 for anything unexpected). */
+export function httpStatusOf(code: string): number {
+  return STATUS[code] ?? 500;
+}
+
+/** Normalises any thrown value (including fastify's own errors) to `{status, code, error}`. */
+export function toHttpError(err: unknown): { status: number; code: string; error: string } {
+  if (err instanceof AdaggError) return { status: httpStatusOf(err.code), code: err.code, error: err.message };
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || e?.statusCode === 413) {
+    return { status: 413, code: ErrorCode.BodyTooLarge, error: 'request body is larger than ADAGG_MAX_BODY_BYTES' };
+  }
+  if (e?.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || e?.statusCode === 415) {
+    return { status: 415, code: ErrorCode.UnsupportedMediaType, error: e.message ?? 'unsupported media type' };
+  }
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return { status: e.statusCode, code: ErrorCode.BadParam, error: e.message ?? 'bad request' };
+  }
+  return { status: 500, code: ErrorCode.Internal, error: 'internal error' };
+}

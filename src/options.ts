@@ -1,0 +1,176 @@
+import { OptionError } from './errors.ts';
+
+/** Public options of an adagg process. Every field has a default; environment variables map onto them. */
+export interface AdaggOptions {
+  /** NATS servers, comma-separated. Unset with `npm start`: a local nats-server is started. Env NATS_URL. */
+  natsUrl?: string;
+  /** Redis URL. Unset with `npm start`: a local redis-server (AOF) is started. Env REDIS_URL. */
+  redisUrl?: string;
+  /** Names streams (`<PREFIX>_CLICKS`), subjects and Redis keys. @default 'adagg' Env ADAGG_PREFIX. */
+  prefix?: string;
+  /** Shard count, fixed when the clicks stream is created. @default 16 Env ADAGG_SHARDS. */
+  shards?: number;
+  /** Stream replicas (3 on a NATS cluster). @default 1 Env ADAGG_REPLICAS. */
+  replicas?: number;
+  /** Pre-aggregated dimensions. @default ['country'] Env ADAGG_DIMENSIONS (comma list). */
+  dimensions?: string[];
+  /** Watermark = max event time − this. @default 10000 Env ADAGG_ALLOWED_LATENESS_MS. */
+  allowedLatenessMs?: number;
+  /** Wall-clock idle time after which an idle, caught-up shard advances its watermark. @default 5000 Env ADAGG_IDLE_TIMEOUT_MS. */
+  idleTimeoutMs?: number;
+  /** Clicks older than this are refused as too_old. @default 3600000 Env ADAGG_CORRECTION_HORIZON_MS. */
+  correctionHorizonMs?: number;
+  /** Clicks further ahead than this are refused as in_future. @default 300000 Env ADAGG_MAX_FUTURE_MS. */
+  maxFutureMs?: number;
+  /** Longest time between snapshots of a shard that changed. @default 1000 Env ADAGG_SNAPSHOT_INTERVAL_MS. */
+  snapshotIntervalMs?: number;
+  /** Snapshot after this many stream messages. @default 1000 Env ADAGG_SNAPSHOT_EVERY_MESSAGES. */
+  snapshotEveryMessages?: number;
+  /** Raw clicks kept in JetStream for replay. @default 7 days Env ADAGG_RAW_RETENTION_MS. */
+  rawRetentionMs?: number;
+  /** JetStream publish dedupe window. @default 120000 Env ADAGG_DUPLICATE_WINDOW_MS. */
+  duplicateWindowMs?: number;
+  /** Final counts kept in Redis. @default 30 days Env ADAGG_COUNT_TTL_MS. */
+  countTtlMs?: number;
+  /** Stream messages queued per shard actor. @default 64 Env ADAGG_MAILBOX_CAPACITY. */
+  mailboxCapacity?: number;
+  /** Actor tick period (idle watermark, snapshots, lag). @default 500 Env ADAGG_TICK_INTERVAL_MS. */
+  tickIntervalMs?: number;
+  /** @default 8080 Env ADAGG_HTTP_PORT. */
+  httpPort?: number;
+  /** @default '0.0.0.0' Env ADAGG_HTTP_HOST. */
+  httpHost?: string;
+  /** Largest POST /v1/clicks body. @default 16 MiB Env ADAGG_MAX_BODY_BYTES. */
+  maxBodyBytes?: number;
+  /** Most clicks in one POST. @default 100000 Env ADAGG_MAX_LINES. */
+  maxLines?: number;
+  /** Longest query range in minutes. @default 10080 (7 days) Env ADAGG_MAX_QUERY_MINUTES. */
+  maxQueryMinutes?: number;
+  /** Largest `count` of popular_ads. @default 1000 Env ADAGG_MAX_TOP_N. */
+  maxTopN?: number;
+  /** Timeout of a query to a shard actor. @default 2000 Env ADAGG_QUERY_TIMEOUT_MS. */
+  queryTimeoutMs?: number;
+  /** Where `npm start` keeps local nats/redis data. @default './data' Env ADAGG_DATA_DIR. */
+  dataDir?: string;
+}
+
+export type CompiledOptions = Required<Omit<AdaggOptions, 'natsUrl' | 'redisUrl'>> &
+  Pick<AdaggOptions, 'natsUrl' | 'redisUrl'>;
+
+const DAY = 24 * 3600_000;
+export const DEFAULTS: CompiledOptions = {
+  prefix: 'adagg',
+  shards: 16,
+  replicas: 1,
+  dimensions: ['country'],
+  allowedLatenessMs: 10_000,
+  idleTimeoutMs: 5_000,
+  correctionHorizonMs: 3600_000,
+  maxFutureMs: 300_000,
+  snapshotIntervalMs: 1_000,
+  snapshotEveryMessages: 1_000,
+  rawRetentionMs: 7 * DAY,
+  duplicateWindowMs: 120_000,
+  countTtlMs: 30 * DAY,
+  mailboxCapacity: 64,
+  tickIntervalMs: 500,
+  httpPort: 8080,
+  httpHost: '0.0.0.0',
+  maxBodyBytes: 16 * 1024 * 1024,
+  maxLines: 100_000,
+  maxQueryMinutes: 10_080,
+  maxTopN: 1000,
+  queryTimeoutMs: 2000,
+  dataDir: './data',
+};
+
+const ENV: Record<string, keyof AdaggOptions> = {
+  NATS_URL: 'natsUrl',
+  REDIS_URL: 'redisUrl',
+  ADAGG_PREFIX: 'prefix',
+  ADAGG_SHARDS: 'shards',
+  ADAGG_REPLICAS: 'replicas',
+  ADAGG_DIMENSIONS: 'dimensions',
+  ADAGG_ALLOWED_LATENESS_MS: 'allowedLatenessMs',
+  ADAGG_IDLE_TIMEOUT_MS: 'idleTimeoutMs',
+  ADAGG_CORRECTION_HORIZON_MS: 'correctionHorizonMs',
+  ADAGG_MAX_FUTURE_MS: 'maxFutureMs',
+  ADAGG_SNAPSHOT_INTERVAL_MS: 'snapshotIntervalMs',
+  ADAGG_SNAPSHOT_EVERY_MESSAGES: 'snapshotEveryMessages',
+  ADAGG_RAW_RETENTION_MS: 'rawRetentionMs',
+  ADAGG_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',
+  ADAGG_COUNT_TTL_MS: 'countTtlMs',
+  ADAGG_MAILBOX_CAPACITY: 'mailboxCapacity',
+  ADAGG_TICK_INTERVAL_MS: 'tickIntervalMs',
+  ADAGG_HTTP_PORT: 'httpPort',
+  ADAGG_HTTP_HOST: 'httpHost',
+  ADAGG_MAX_BODY_BYTES: 'maxBodyBytes',
+  ADAGG_MAX_LINES: 'maxLines',
+  ADAGG_MAX_QUERY_MINUTES: 'maxQueryMinutes',
+  ADAGG_MAX_TOP_N: 'maxTopN',
+  ADAGG_QUERY_TIMEOUT_MS: 'queryTimeoutMs',
+  ADAGG_DATA_DIR: 'dataDir',
+};
+
+/** Env variable names, for README and error messages. */
+export const ENV_VARS: Readonly<Record<string, keyof AdaggOptions>> = ENV;
+
+/** Reads options from environment variables (strings are converted and checked by compileOptions). */
+export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, key] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') out[key] = v;
+  }
+  return out;
+}
+
+/** Fills defaults and checks every option once; a bad option fails here with its name. */
+export function compileOptions(input: AdaggOptions | Record<string, unknown> = {}): CompiledOptions {
+  const raw = input as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...DEFAULTS };
+  for (const [key, def] of Object.entries(DEFAULTS)) {
+    const v = raw[key];
+    if (v === undefined) continue;
+    if (typeof def === 'number') out[key] = toInt(key, v);
+    else if (Array.isArray(def)) out[key] = toList(key, v);
+    else if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty string');
+    else out[key] = v;
+  }
+  for (const key of ['natsUrl', 'redisUrl'] as const) {
+    const v = raw[key];
+    if (v !== undefined) {
+      if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty URL string');
+      out[key] = v;
+    }
+  }
+  const o = out as CompiledOptions;
+  positive(o, ['shards', 'replicas', 'idleTimeoutMs', 'correctionHorizonMs', 'snapshotIntervalMs', 'snapshotEveryMessages',
+    'rawRetentionMs', 'duplicateWindowMs', 'countTtlMs', 'mailboxCapacity', 'tickIntervalMs', 'maxBodyBytes', 'maxLines',
+    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs']);
+  if (o.allowedLatenessMs < 0) throw new OptionError('allowedLatenessMs', 'must be >= 0');
+  if (o.maxFutureMs < 0) throw new OptionError('maxFutureMs', 'must be >= 0');
+  if (o.shards > 1024) throw new OptionError('shards', 'must be <= 1024');
+  if (o.httpPort < 0 || o.httpPort > 65535) throw new OptionError('httpPort', 'must be a TCP port');
+  if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(o.prefix)) throw new OptionError('prefix', 'must match [A-Za-z][A-Za-z0-9_]{0,31}');
+  for (const d of o.dimensions) {
+    if (!/^[A-Za-z0-9_]{1,32}$/.test(d)) throw new OptionError('dimensions', `bad dimension name "${d}"`);
+  }
+  return o;
+}
+
+function toInt(key: string, v: unknown): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw new OptionError(key, `must be an integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function toList(key: string, v: unknown): string[] {
+  if (Array.isArray(v)) return v.map(String);
+  if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean);
+  throw new OptionError(key, 'must be a comma-separated list');
+}
+
+function positive(o: CompiledOptions, keys: Array<keyof CompiledOptions>): void {
+  for (const k of keys) if (!((o[k] as number) > 0)) throw new OptionError(k, 'must be > 0');
+}

@@ -1,0 +1,90 @@
+import { AdaggError, ErrorCode } from '../errors.ts';
+
+/**
+ * A bounded FIFO mailbox with back-pressure: `put` waits while the box is full, so a fast
+ * producer (the JetStream consumer loop) slows to the actor's pace instead of growing memory.
+ * One consumer takes messages one at a time with `take`.
+ */
+export class Mailbox<T> {
+  private readonly items: T[] = [];
+  private head = 0;
+  private closed = false;
+  private readonly putWaiters: Array<() => void> = [];
+  private takeWaiter: ((v: T | undefined) => void) | undefined;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('mailbox capacity must be a positive integer');
+  }
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Enqueues, waiting while full. Rejects with ADAGG_E_MAILBOX_CLOSED once closed. */
+  async put(item: T): Promise<void> {
+    while (this.size >= this.capacity && !this.closed) {
+      await new Promise<void>((r) => this.putWaiters.push(r));
+    }
+    this.offerUnchecked(item);
+  }
+
+  /** Enqueues without waiting; returns false when full. */
+  offer(item: T): boolean {
+    if (this.size >= this.capacity) return false;
+    this.offerUnchecked(item);
+    return true;
+  }
+
+  /** Enqueues even past capacity: for rare control messages (ticks, flush, stop) that must not wait. */
+  force(item: T): void {
+    this.offerUnchecked(item);
+  }
+
+  private offerUnchecked(item: T): void {
+    if (this.closed) throw new AdaggError(ErrorCode.MailboxClosed, 'mailbox is closed');
+    if (this.takeWaiter) {
+      const w = this.takeWaiter;
+      this.takeWaiter = undefined;
+      w(item);
+      return;
+    }
+    this.items.push(item);
+  }
+
+  /** Next message, or undefined once closed and empty. */
+  async take(): Promise<T | undefined> {
+    if (this.size > 0) {
+      const item = this.items[this.head] as T;
+      this.items[this.head] = undefined as T;
+      this.head++;
+      if (this.head > 1024 && this.head * 2 > this.items.length) {
+        this.items.splice(0, this.head);
+        this.head = 0;
+      }
+      this.putWaiters.shift()?.();
+      return item;
+    }
+    if (this.closed) return undefined;
+    return new Promise<T | undefined>((r) => (this.takeWaiter = r));
+  }
+
+  /** Stops accepting; pending messages can still be taken. Wakes every waiter. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.putWaiters.splice(0)) w();
+    if (this.takeWaiter && this.size === 0) {
+      const w = this.takeWaiter;
+      this.takeWaiter = undefined;
+      w(undefined);
+    }
+  }
+
+  /** Drops queued messages (used when an actor fails and restarts from its snapshot). */
+  clear(): T[] {
+    const dropped = this.items.slice(this.head);
+    this.items.length = 0;
+    this.head = 0;
+    for (const w of this.putWaiters.splice(0)) w();
+    return dropped;
+  }
+}

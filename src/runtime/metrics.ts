@@ -1,0 +1,67 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RuntimeEvents } from './events.ts';
+
+/**
+ * Prometheus metrics, fed only by runtime events: ingest, lag, watermark delay, late and
+ * duplicate counts, snapshot latency.
+ */
+export function createMetrics(events: RuntimeEvents, registry = new Registry()): Registry {
+  collectDefaultMetrics({ register: registry, prefix: 'adagg_process_' });
+  const ingest = new Counter({
+    name: 'adagg_ingest_clicks_total',
+    help: 'Clicks received by ingest, by source and result (accepted or a rejection code)',
+    labelNames: ['source', 'result'],
+    registers: [registry],
+  });
+  const processed = new Counter({
+    name: 'adagg_events_processed_total',
+    help: 'Clicks read from the stream by shard actors',
+    labelNames: ['shard'],
+    registers: [registry],
+  });
+  const counted = new Counter({ name: 'adagg_events_counted_total', help: 'Clicks counted (not duplicates)', registers: [registry] });
+  const duplicates = new Counter({ name: 'adagg_duplicates_total', help: 'Clicks dropped as duplicate click_id', registers: [registry] });
+  const late = new Counter({ name: 'adagg_late_events_total', help: 'Clicks that corrected an already closed minute', registers: [registry] });
+  const tooOld = new Counter({ name: 'adagg_too_old_total', help: 'Clicks refused by actors as older than the horizon (dead-lettered)', registers: [registry] });
+  const lag = new Gauge({ name: 'adagg_consumer_lag_messages', help: 'Stream messages pending per shard', labelNames: ['shard'], registers: [registry] });
+  const wmDelay = new Gauge({
+    name: 'adagg_watermark_delay_seconds',
+    help: 'Wall clock minus shard watermark',
+    labelNames: ['shard'],
+    registers: [registry],
+  });
+  const lastSeq = new Gauge({ name: 'adagg_last_applied_seq', help: 'Last applied stream sequence per shard', labelNames: ['shard'], registers: [registry] });
+  const snapshot = new Histogram({
+    name: 'adagg_snapshot_seconds',
+    help: 'Latency of the atomic commit (counts + snapshot + sequence)',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const snapshotBytes = new Gauge({ name: 'adagg_snapshot_bytes', help: 'Size of the last snapshot', labelNames: ['shard'], registers: [registry] });
+  const restarts = new Counter({ name: 'adagg_actor_restarts_total', help: 'Shard actor restarts by error code', labelNames: ['code'], registers: [registry] });
+
+  events.on('ingest', (e) => {
+    if (e.accepted) ingest.inc({ source: e.source, result: 'accepted' }, e.accepted);
+    for (const [code, n] of Object.entries(e.codes)) ingest.inc({ source: e.source, result: code }, n);
+  });
+  events.on('batch', (e) => {
+    if (e.skipped) return;
+    processed.inc({ shard: String(e.shard) }, e.events);
+    counted.inc(e.counted);
+    duplicates.inc(e.duplicates);
+    late.inc(e.late);
+    tooOld.inc(e.tooOld);
+  });
+  events.on('progress', (e) => {
+    const s = String(e.shard);
+    if (e.pending >= 0) lag.set({ shard: s }, e.pending);
+    if (e.watermark >= 0) wmDelay.set({ shard: s }, (e.now - e.watermark) / 1000);
+    lastSeq.set({ shard: s }, e.lastSeq);
+  });
+  events.on('commit', (e) => {
+    snapshot.observe(e.ms / 1000);
+    snapshotBytes.set({ shard: String(e.shard) }, e.snapshotBytes);
+  });
+  events.on('restart', (e) => restarts.inc({ code: e.code ?? 'unknown' }));
+  return registry;
+}

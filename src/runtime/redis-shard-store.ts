@@ -1,0 +1,123 @@
+import type { Redis } from 'ioredis';
+import { AdaggError, ErrorCode } from '../errors.ts';
+import type { RedisKeys } from './redis-keys.ts';
+import type { CountRead, ShardCommit, ShardStore, StoredShard } from './shard-store.ts';
+
+/**
+ * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
+ * sequence does not go back; then SET final counts (absolute values, never increments), the
+ * snapshot and the sequence together.
+ * KEYS: epoch, meta, snap, count keys...  ARGV: epoch, seq, watermark, closedThrough, snapshot,
+ * ttlMs, nowMs, then per count key: n, field1, value1, ... fieldN, valueN.
+ */
+const COMMIT_LUA = `
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then
+  return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is not the owner epoch ' .. tostring(cur))
+end
+local stored = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+if tonumber(ARGV[2]) < stored then
+  return redis.error_reply('SEQ_REGRESSION ' .. ARGV[2] .. ' < ' .. stored)
+end
+local ttl = tonumber(ARGV[6])
+local a = 8
+for k = 4, #KEYS do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local i = 0
+  while i < n do
+    local m = math.min(n - i, 500)
+    local args = {}
+    for j = 1, m do
+      args[#args + 1] = ARGV[a]
+      args[#args + 1] = ARGV[a + 1]
+      a = a + 2
+    end
+    redis.call('HSET', KEYS[k], unpack(args))
+    i = i + m
+  end
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+end
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'watermark', ARGV[3], 'closedThrough', ARGV[4], 'epoch', ARGV[1], 'updatedAt', ARGV[7])
+return 1
+`;
+
+export interface RedisShardStoreOptions {
+  /** How long final counts are kept. @default 30 days */
+  countTtlMs?: number;
+  now?: () => number;
+}
+
+/** ShardStore on Redis (ioredis). Production Redis must run with AOF (appendonly yes) for durability. */
+export class RedisShardStore implements ShardStore {
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    opts: RedisShardStoreOptions = {},
+  ) {
+    this.ttlMs = opts.countTtlMs ?? 30 * 24 * 3600_000;
+    this.now = opts.now ?? Date.now;
+    if (!this.redis.adaggCommit) this.redis.defineCommand('adaggCommit', { lua: COMMIT_LUA });
+  }
+
+  async acquire(shard: number): Promise<number> {
+    return this.redis.incr(this.keys.epoch(shard));
+  }
+
+  async load(shard: number): Promise<StoredShard | null> {
+    const [snap, seq] = await Promise.all([
+      this.redis.getBuffer(this.keys.snapshot(shard)),
+      this.redis.hget(this.keys.meta(shard), 'seq'),
+    ]);
+    if (!snap) return null;
+    return { snapshot: new Uint8Array(snap.buffer, snap.byteOffset, snap.byteLength), seq: Number(seq ?? 0) };
+  }
+
+  async commit(shard: number, epoch: number, c: ShardCommit): Promise<void> {
+    const keys = [this.keys.epoch(shard), this.keys.meta(shard), this.keys.snapshot(shard)];
+    const argv: Array<string | number | Buffer> = [
+      String(epoch),
+      c.seq,
+      c.watermark,
+      c.closedThrough,
+      Buffer.from(c.snapshot.buffer, c.snapshot.byteOffset, c.snapshot.byteLength),
+      this.ttlMs,
+      this.now(),
+    ];
+    for (const w of c.writes) {
+      keys.push(this.keys.counts(shard, w.minute, w.dim, w.value));
+      argv.push(w.counts.length / 2, ...w.counts);
+    }
+    try {
+      await this.redis.adaggCommit(keys.length, ...keys, ...argv);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      if (msg.startsWith('FENCED')) {
+        throw new AdaggError(ErrorCode.Fenced, `shard ${shard}: write refused, epoch ${epoch} no longer owns it`, {
+          cause: err,
+          details: { shard, epoch },
+        });
+      }
+      throw err;
+    }
+  }
+
+  async readCounts(shard: number, reads: readonly CountRead[]): Promise<number[]> {
+    const p = this.redis.pipeline();
+    for (const r of reads) p.hget(this.keys.counts(shard, r.minute, r.dim, r.value), r.adId);
+    const res = (await p.exec()) ?? [];
+    return res.map(([err, v]) => {
+      if (err) throw err;
+      return Number(v ?? 0);
+    });
+  }
+}
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    adaggCommit(numKeys: number, ...args: Array<string | number | Buffer>): Promise<number>;
+  }
+}

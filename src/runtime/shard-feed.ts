@@ -1,0 +1,63 @@
+import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+
+export interface StreamMessage {
+  seq: number;
+  /** Messages still pending for this shard after this one (the consumer's lag). */
+  pending: number;
+  data: Uint8Array;
+}
+
+/**
+ * Reads one shard's subject in stream order from a given sequence, with an ordered consumer:
+ * ephemeral, R1, no acks, recreated by the client on gaps or missed heartbeats, so no Raft group
+ * per shard and nothing skipped. Progress is the actor's committed sequence, not a server ack.
+ * `onMessage` is awaited, so a full mailbox slows the pull instead of buffering without bound.
+ */
+export class ShardFeed {
+  private consumer: Consumer | undefined;
+  private messages: ConsumerMessages | undefined;
+  private loop: Promise<void> | undefined;
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly stream: string,
+    private readonly subject: string,
+  ) {}
+
+  /** Starts reading at `startSeq`; failures of the read loop go to `onError`. */
+  async start(
+    startSeq: number,
+    onMessage: (m: StreamMessage) => Promise<void>,
+    onError: (err: unknown) => void,
+  ): Promise<void> {
+    const js = jetstream(this.nc);
+    this.consumer = await js.consumers.get(this.stream, {
+      filter_subjects: this.subject,
+      ...(startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : {}),
+    });
+    // expires 5 s: after a server failover the pull is re-issued within seconds, not 30 s (NATS notes).
+    this.messages = await this.consumer.consume({ max_messages: 256, expires: 5000 });
+    const msgs = this.messages;
+    this.loop = (async () => {
+      for await (const m of msgs) {
+        await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data });
+      }
+    })().catch(onError);
+  }
+
+  /** Messages pending for this consumer (server-side view), for lag when idle. */
+  async pending(): Promise<number> {
+    if (!this.consumer) return 0;
+    const info = await this.consumer.info();
+    return info.num_pending;
+  }
+
+  async stop(): Promise<void> {
+    try {
+      await this.messages?.close();
+    } catch {
+      // closing a consumer whose connection dropped is not an error worth surfacing
+    }
+    await this.loop;
+  }
+}

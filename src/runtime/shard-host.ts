@@ -1,0 +1,215 @@
+import { ShardActor, type ShardActorConfig } from '../actors/shard-actor.ts';
+import { AdaggError, ErrorCode } from '../errors.ts';
+import { decodeBatch } from '../model/batch-codec.ts';
+import type { Clock } from './clock.ts';
+import type { RuntimeEvents } from './events.ts';
+import type { Logger } from './logger.ts';
+import { Mailbox } from './mailbox.ts';
+import type { DeadLetterPublisher } from './producer.ts';
+import type { ShardFeed, StreamMessage } from './shard-feed.ts';
+import type { ShardStore } from './shard-store.ts';
+
+export interface ShardHostOptions {
+  actor: ShardActorConfig;
+  mailboxCapacity: number;
+  tickIntervalMs: number;
+  snapshotIntervalMs: number;
+  snapshotEveryMessages: number;
+}
+
+export interface ShardHostDeps {
+  store: ShardStore;
+  feed: () => ShardFeed;
+  deadLetters: DeadLetterPublisher;
+  clock: Clock;
+  events: RuntimeEvents;
+  log: Logger;
+}
+
+/** Messages of a shard actor's mailbox. Queries go through it too, so they see a consistent state. */
+export type ShardMsg =
+  | { k: 'batch'; m: StreamMessage }
+  | { k: 'tick' }
+  | { k: 'call'; fn: (a: ShardActor) => unknown; done: (v: unknown, err?: unknown) => void }
+  | { k: 'stop' };
+
+/**
+ * One incarnation loop of a shard actor: take ownership (new epoch), restore from the snapshot,
+ * read the stream from the stored sequence + 1, apply one message at a time, commit
+ * counts + snapshot + sequence atomically on the configured cadence. Run under a Supervisor,
+ * which restarts it from the last snapshot when it throws.
+ */
+export class ShardHost {
+  private mailbox: Mailbox<ShardMsg> | undefined;
+  private actor: ShardActor | undefined;
+  private pending = -1;
+  epoch = 0;
+  constructor(
+    readonly shard: number,
+    private readonly opts: ShardHostOptions,
+    private readonly deps: ShardHostDeps,
+  ) {}
+
+  /** Runs until `signal` aborts (then drains and commits) or something fails (then throws). */
+  async run(signal: AbortSignal): Promise<void> {
+    const { store, clock, log } = this.deps;
+    const epoch = await store.acquire(this.shard);
+    this.epoch = epoch;
+    const stored = await store.load(this.shard);
+    const ports = { clock, readClosed: (r: Parameters<ShardStore['readCounts']>[1]) => store.readCounts(this.shard, r) };
+    const actor = stored
+      ? ShardActor.fromSnapshot(stored.snapshot, this.opts.actor, ports)
+      : new ShardActor(this.opts.actor, ports);
+    let committedSeq = stored ? actor.lastSeq : 0;
+    let lastCommitAt = clock.now();
+    let sinceCommit = 0;
+    const mailbox = new Mailbox<ShardMsg>(this.opts.mailboxCapacity);
+    this.mailbox = mailbox;
+    this.actor = actor;
+    this.pending = -1;
+    log.info({ shard: this.shard, epoch, fromSeq: actor.lastSeq + 1 }, 'shard actor restored');
+
+    let feedError: unknown;
+    const feed = this.deps.feed();
+    const onAbort = (): void => mailbox.force({ k: 'stop' });
+    signal.addEventListener('abort', onAbort);
+    let live = true;
+    let tickTimer: ReturnType<Clock['setTimeout']> | undefined;
+    const armTick = (): void => {
+      tickTimer = clock.setTimeout(() => {
+        if (!live) return;
+        if (mailbox.size < this.opts.mailboxCapacity) mailbox.force({ k: 'tick' });
+        armTick();
+      }, this.opts.tickIntervalMs);
+    };
+    armTick();
+
+    const commit = async (force = false): Promise<void> => {
+      const c = actor.prepareCommit(committedSeq, force);
+      if (!c) return;
+      const t0 = clock.now();
+      await store.commit(this.shard, epoch, c);
+      actor.committed(c);
+      committedSeq = c.seq;
+      lastCommitAt = clock.now();
+      sinceCommit = 0;
+      this.deps.events.emit('commit', {
+        shard: this.shard,
+        ms: lastCommitAt - t0,
+        snapshotBytes: c.snapshot.byteLength,
+        writes: c.writes.length,
+        seq: c.seq,
+      });
+    };
+
+    try {
+      await feed.start(
+        actor.lastSeq + 1,
+        (m) => mailbox.put({ k: 'batch', m }),
+        (err) => {
+          feedError = err;
+          if (live) mailbox.force({ k: 'stop' });
+        },
+      );
+      this.pending = await feed.pending();
+      for (;;) {
+        const msg = await mailbox.take();
+        if (!msg || msg.k === 'stop') break;
+        switch (msg.k) {
+          case 'batch': {
+            const clicks = decodeBatch(msg.m.data);
+            const res = await actor.applyBatch(msg.m.seq, clicks);
+            this.pending = msg.m.pending;
+            if (res.tooOld.length > 0) {
+              await this.deps.deadLetters.publish(
+                res.tooOld.map((click, i) => ({
+                  id: `dlq-${this.shard}-${msg.m.seq}-${i}`,
+                  letter: {
+                    reason: 'too_old' as const,
+                    error: 'click is older than the correction horizon behind the shard watermark',
+                    source: `shard ${this.shard} seq ${msg.m.seq}`,
+                    at: clock.now(),
+                    click,
+                  },
+                })),
+              );
+            }
+            this.deps.events.emit('batch', {
+              shard: this.shard,
+              events: clicks.length,
+              counted: res.counted,
+              duplicates: res.duplicates,
+              late: res.late,
+              tooOld: res.tooOld.length,
+              skipped: res.skipped,
+            });
+            sinceCommit++;
+            if (sinceCommit >= this.opts.snapshotEveryMessages) await commit();
+            break;
+          }
+          case 'tick': {
+            if (this.pending !== 0) this.pending = await feed.pending();
+            const closed = actor.tick(this.pending === 0 && mailbox.size === 0);
+            if (closed || clock.now() - lastCommitAt >= this.opts.snapshotIntervalMs) await commit();
+            this.deps.events.emit('progress', {
+              shard: this.shard,
+              lastSeq: actor.lastSeq,
+              pending: this.pending,
+              watermark: actor.watermark,
+              closedThrough: actor.closedThrough,
+              now: clock.now(),
+            });
+            break;
+          }
+          case 'call': {
+            try {
+              msg.done(msg.fn(actor));
+            } catch (err) {
+              msg.done(undefined, err);
+            }
+            break;
+          }
+        }
+      }
+      if (feedError) throw feedError;
+      // Draining: the feed stops first so nothing new arrives, then the final snapshot.
+      await feed.stop();
+      await commit(true);
+      log.info({ shard: this.shard, epoch, seq: actor.lastSeq }, 'shard actor drained');
+    } finally {
+      live = false;
+      signal.removeEventListener('abort', onAbort);
+      if (tickTimer) clock.clearTimeout(tickTimer);
+      this.mailbox = undefined;
+      this.actor = undefined;
+      mailbox.close();
+      for (const m of mailbox.clear()) {
+        if (m.k === 'call') m.done(undefined, unavailable(this.shard));
+      }
+      await feed.stop();
+    }
+  }
+
+  /** Runs `fn` against the actor's state in mailbox order; rejects if no incarnation is running. */
+  call<T>(fn: (a: ShardActor) => T): Promise<T> {
+    const mb = this.mailbox;
+    if (!mb) return Promise.reject(unavailable(this.shard));
+    return new Promise<T>((resolve, reject) => {
+      try {
+        mb.force({ k: 'call', fn, done: (v, err) => (err ? reject(err) : resolve(v as T)) });
+      } catch (err) {
+        reject(unavailable(this.shard, err));
+      }
+    });
+  }
+
+  /** Lag as last seen (messages pending in the stream for this shard), -1 when unknown. */
+  get lag(): number {
+    return this.pending;
+  }
+}
+
+function unavailable(shard: number, cause?: unknown): AdaggError {
+  return new AdaggError(ErrorCode.ShardUnavailable, `shard ${shard} actor is not running here`, { cause });
+}
+

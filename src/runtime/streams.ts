@@ -1,0 +1,59 @@
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AdaggError, ErrorCode } from '../errors.ts';
+import type { Topology } from './topology.ts';
+
+export interface StreamSetup {
+  shards: number;
+  replicas: number;
+  /** How long raw clicks are kept for replay/recompute (Kappa). Age-based, never count-based (nats-server#4043). */
+  rawRetentionMs: number;
+  duplicateWindowMs: number;
+}
+
+const nanos = (ms: number): number => ms * 1_000_000;
+const SHARDS_RE = /shards=(\d+)/;
+
+/**
+ * Creates the clicks and dead-letter streams if missing. The shard count is fixed when the clicks
+ * stream is created and recorded in its description; a node configured with another count is
+ * refused, because it would route ads to the wrong shards.
+ */
+export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSetup): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc);
+  const existing = await jsm.streams.info(t.clicksStream).catch(() => null);
+  if (existing) {
+    const m = SHARDS_RE.exec(existing.config.description ?? '');
+    if (m && Number(m[1]) !== s.shards) {
+      throw new AdaggError(
+        ErrorCode.StreamMismatch,
+        `stream ${t.clicksStream} was created with ${m[1]} shards, this node is configured with ${s.shards} (ADAGG_SHARDS)`,
+      );
+    }
+  } else {
+    await jsm.streams.add({
+      name: t.clicksStream,
+      description: `adagg clicks shards=${s.shards}`,
+      subjects: [t.clickSubjects],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(s.rawRetentionMs),
+      duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
+      num_replicas: s.replicas,
+    });
+  }
+  await jsm.streams.info(t.deadLetterStream).catch(async () => {
+    await jsm.streams.add({
+      name: t.deadLetterStream,
+      description: 'adagg refused clicks',
+      subjects: [t.deadLetterSubject('*')],
+      storage: StorageType.File,
+      max_age: nanos(s.rawRetentionMs),
+      duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
+      num_replicas: s.replicas,
+    });
+  });
+  return jsm;
+}

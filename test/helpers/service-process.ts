@@ -1,0 +1,38 @@
+/** Runs `adagg start` as a real child process (for SIGKILL/SIGSTOP tests) against given servers. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freePort } from '../../src/runtime/local-servers.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export interface ServiceProcess {
+  url: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  output(): string;
+}
+
+export async function spawnService(env: Record<string, string>, port?: number): Promise<ServiceProcess> {
+  const httpPort = port ?? (await freePort());
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
+    cwd: ROOT,
+    env: { ...process.env, ADAGG_LOG_LEVEL: 'warn', ...env, ADAGG_HTTP_PORT: String(httpPort), ADAGG_HTTP_HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const url = `http://127.0.0.1:${httpPort}`;
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (child.exitCode !== null || Date.now() > end) {
+      child.kill('SIGKILL');
+      throw new Error(`service did not become ready:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return { url, child, exited, output: () => out };
+}

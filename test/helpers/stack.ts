@@ -1,0 +1,73 @@
+/** An in-process adagg stack (runtime node + gateway) on per-test servers, for integration tests. */
+import { GatewayService } from '../../src/gateway/gateway-service.ts';
+import { compileOptions, type AdaggOptions, type CompiledOptions } from '../../src/options.ts';
+import { RuntimeEvents } from '../../src/runtime/events.ts';
+import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
+import { startTestServers, uniquePrefix, type TestServers } from './servers.ts';
+
+export interface TestStack {
+  servers: TestServers;
+  opts: CompiledOptions & { natsUrl: string; redisUrl: string };
+  node: RuntimeNode;
+  gateway: GatewayService;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Test defaults: few shards, short idle timeout and snapshot interval so minutes close fast. */
+export const TEST_OPTIONS: AdaggOptions = {
+  shards: 4,
+  idleTimeoutMs: 1000,
+  allowedLatenessMs: 5000,
+  snapshotIntervalMs: 300,
+  tickIntervalMs: 100,
+  httpPort: 0,
+  httpHost: '127.0.0.1',
+};
+
+export async function startStack(overrides: AdaggOptions = {}, servers?: TestServers): Promise<TestStack> {
+  const srv = servers ?? (await startTestServers());
+  const opts = {
+    ...compileOptions({ ...TEST_OPTIONS, prefix: uniquePrefix(), ...overrides }),
+    natsUrl: srv.natsUrl,
+    redisUrl: srv.redisUrl,
+  };
+  const events = new RuntimeEvents();
+  const node = new RuntimeNode('test-node', opts, { events });
+  await node.start();
+  const gateway = new GatewayService(opts, { events });
+  const { url } = await gateway.start();
+  return {
+    servers: srv,
+    opts,
+    node,
+    gateway,
+    url,
+    close: async () => {
+      await gateway.close();
+      await node.close();
+      if (!servers) await srv.stop();
+    },
+  };
+}
+
+/** Polls `cond` every `everyMs` until it returns true or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** POSTs NDJSON lines to /v1/clicks and returns status and JSON body. */
+export async function postClicks(url: string, lines: readonly string[], contentType = 'application/x-ndjson'): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}/v1/clicks`, { method: 'POST', headers: { 'content-type': contentType }, body: lines.join('\n') });
+  return { status: res.status, body: await res.json() };
+}
+
+export async function getJson(url: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
