@@ -14,6 +14,19 @@ export interface AdaggOptions {
   replicas?: number;
   /** Pre-aggregated dimensions. @default ['country'] Env ADAGG_DIMENSIONS (comma list). */
   dimensions?: string[];
+  /**
+   * Pre-aggregated combinations of dimensions (a star-schema cube), e.g. ['country+device'].
+   * @default [] Env ADAGG_CUBES (comma list of `a+b` names).
+   */
+  cubes?: string[];
+  /** Depth of each shard's streaming top-N (largest live `count`). @default 100 Env ADAGG_TOPN_DEPTH. */
+  topnDepth?: number;
+  /** Longest live top-N window in minutes (closed minutes kept in actor memory). @default 60 Env ADAGG_MAX_LIVE_WINDOW. */
+  maxLiveWindow?: number;
+  /** Unsent bytes above which a WebSocket client is slow and only gets the newest ranking. @default 262144 Env ADAGG_WS_MAX_BUFFERED_BYTES. */
+  wsMaxBufferedBytes?: number;
+  /** A WebSocket client slow for this long is disconnected. @default 10000 Env ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS. */
+  wsSlowClientTimeoutMs?: number;
   /** Watermark = max event time − this. @default 10000 Env ADAGG_ALLOWED_LATENESS_MS. */
   allowedLatenessMs?: number;
   /** Wall-clock idle time after which an idle, caught-up shard advances its watermark. @default 5000 Env ADAGG_IDLE_TIMEOUT_MS. */
@@ -63,6 +76,11 @@ export const DEFAULTS: CompiledOptions = {
   shards: 16,
   replicas: 1,
   dimensions: ['country'],
+  cubes: [],
+  topnDepth: 100,
+  maxLiveWindow: 60,
+  wsMaxBufferedBytes: 256 * 1024,
+  wsSlowClientTimeoutMs: 10_000,
   allowedLatenessMs: 10_000,
   idleTimeoutMs: 5_000,
   correctionHorizonMs: 3600_000,
@@ -91,6 +109,11 @@ const ENV: Record<string, keyof AdaggOptions> = {
   ADAGG_SHARDS: 'shards',
   ADAGG_REPLICAS: 'replicas',
   ADAGG_DIMENSIONS: 'dimensions',
+  ADAGG_CUBES: 'cubes',
+  ADAGG_TOPN_DEPTH: 'topnDepth',
+  ADAGG_MAX_LIVE_WINDOW: 'maxLiveWindow',
+  ADAGG_WS_MAX_BUFFERED_BYTES: 'wsMaxBufferedBytes',
+  ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS: 'wsSlowClientTimeoutMs',
   ADAGG_ALLOWED_LATENESS_MS: 'allowedLatenessMs',
   ADAGG_IDLE_TIMEOUT_MS: 'idleTimeoutMs',
   ADAGG_CORRECTION_HORIZON_MS: 'correctionHorizonMs',
@@ -147,7 +170,13 @@ export function compileOptions(input: AdaggOptions | Record<string, unknown> = {
   const o = out as CompiledOptions;
   positive(o, ['shards', 'replicas', 'idleTimeoutMs', 'correctionHorizonMs', 'snapshotIntervalMs', 'snapshotEveryMessages',
     'rawRetentionMs', 'duplicateWindowMs', 'countTtlMs', 'mailboxCapacity', 'tickIntervalMs', 'maxBodyBytes', 'maxLines',
-    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs']);
+    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs', 'topnDepth', 'maxLiveWindow', 'wsMaxBufferedBytes', 'wsSlowClientTimeoutMs']);
+  for (const c of o.cubes) {
+    const parts = c.split('+');
+    if (parts.length < 2 || parts.some((d) => !/^[A-Za-z0-9_]{1,32}$/.test(d)) || new Set(parts).size !== parts.length) {
+      throw new OptionError('cubes', `bad cube "${c}" (expected names joined by +, e.g. country+device)`);
+    }
+  }
   if (o.allowedLatenessMs < 0) throw new OptionError('allowedLatenessMs', 'must be >= 0');
   if (o.maxFutureMs < 0) throw new OptionError('maxFutureMs', 'must be >= 0');
   if (o.shards > 1024) throw new OptionError('shards', 'must be <= 1024');
@@ -173,4 +202,9 @@ function toList(key: string, v: unknown): string[] {
 
 function positive(o: CompiledOptions, keys: Array<keyof CompiledOptions>): void {
   for (const k of keys) if (!((o[k] as number) > 0)) throw new OptionError(k, 'must be > 0');
+}
+
+/** Every dimension the actors aggregate: single dimensions and configured cubes. */
+export function aggregatedDimensions(o: Pick<CompiledOptions, 'dimensions' | 'cubes'>): string[] {
+  return [...o.dimensions, ...o.cubes];
 }

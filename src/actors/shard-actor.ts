@@ -7,6 +7,7 @@ import type { Clock } from '../runtime/clock.ts';
 import type { CountRead, CountWrite, ShardCommit } from '../runtime/shard-store.ts';
 import { ClickDedup } from './shard/click-dedup.ts';
 import { flatten, MinuteCounts } from './shard/minute-counts.ts';
+import { ShardRankings, type RankingState, type RankingUpdate, type RankSpec } from './shard/rankings.ts';
 
 /**
  * The shard actor's state machine: event-time one-minute tumbling windows per ad_id and per
@@ -24,6 +25,10 @@ export interface ShardActorConfig {
   idleTimeoutMs: number;
   /** Event-time span behind the watermark for which dedupe ids and corrections are kept. */
   retentionMs: number;
+  /** Depth of the streaming top-K per ranking spec. @default 100 */
+  topnDepth?: number;
+  /** Closed minutes kept in memory for live rankings (longest live window). @default 60 */
+  maxLiveWindow?: number;
 }
 
 export interface ShardActorPorts {
@@ -82,6 +87,7 @@ export interface ShardStatus {
   pendingClosedMinutes: number;
   trackedIds: number;
   dedupBytes: number;
+  retainedMinutes: number;
 }
 
 const NO_TIME = -1;
@@ -97,6 +103,7 @@ export class ShardActor {
   private pendingClosed = new Map<number, MinuteCounts>();
   private corrections = new Map<number, MinuteCounts>();
   private dedup = new ClickDedup();
+  readonly rankings: ShardRankings;
   private lastBatchWallMs: number;
   private expiredBeforeMinute = NO_TIME;
 
@@ -105,6 +112,7 @@ export class ShardActor {
     private readonly ports: ShardActorPorts,
   ) {
     this.lastBatchWallMs = ports.clock.now();
+    this.rankings = new ShardRankings(config.topnDepth ?? 100, config.maxLiveWindow ?? 60);
   }
 
   /** Applies one stream message. Messages at or below the last applied sequence are skipped. */
@@ -130,7 +138,12 @@ export class ShardActor {
     for (const c of fresh) {
       const m = minuteOf(c.ts);
       this.windowFor(m).add(c, this.config.dimensions);
-      if (m <= this.closedThrough) res.late++;
+      if (m <= this.closedThrough) {
+        res.late++;
+        // After its commit a closed minute lives on in the rankings' retained copy: correct it too.
+        if (!this.pendingClosed.has(m)) this.rankings.retainedMinute(m)?.add(c, this.config.dimensions);
+        this.rankings.markDirty(m);
+      }
       if (c.ts > maxTs) maxTs = c.ts;
     }
     res.counted = fresh.length;
@@ -166,8 +179,10 @@ export class ShardActor {
       if (m > closeThrough) continue;
       this.open.delete(m);
       this.pendingClosed.set(m, counts);
+      this.rankings.retain(m, counts);
     }
     this.closedThrough = closeThrough;
+    this.rankings.dropBefore(closeThrough + 1 - this.rankings.maxWindow);
   }
 
   private expireDedup(): void {
@@ -270,6 +285,31 @@ export class ShardActor {
     return { covered, counts: flatten(sums), closedThrough: this.closedThrough };
   }
 
+  /** Ranking updates to publish now (final lists on minute close, provisional deltas if due). */
+  rankingUpdates(withProvisional: boolean): RankingUpdate[] {
+    const now = this.ports.clock.now();
+    this.rankings.expireSpecs(now);
+    return this.rankings.updates(this.closedThrough, this.open, minuteOf(now) + 1, withProvisional);
+  }
+
+  addRankSpecs(specs: readonly RankSpec[], leaseMs: number): boolean[] {
+    const until = this.ports.clock.now() + leaseMs;
+    return specs.map((s) => this.rankings.addSpec(s, until));
+  }
+
+  rankingState(): RankingState {
+    return this.rankings.state();
+  }
+
+  /** Minutes the live rankings need from the store after a restart (closed ones within the longest window). */
+  retainedRange(): [number, number] {
+    return [this.closedThrough + 1 - this.rankings.maxWindow, this.closedThrough + 1];
+  }
+
+  restoreRetained(stored: readonly CountWrite[]): void {
+    for (const [m, mc] of MinuteCounts.fromWrites(stored)) if (m <= this.closedThrough) this.rankings.retain(m, mc);
+  }
+
   status(): ShardStatus {
     return {
       shard: this.config.shard,
@@ -281,6 +321,7 @@ export class ShardActor {
       pendingClosedMinutes: this.pendingClosed.size,
       trackedIds: this.dedup.size,
       dedupBytes: this.dedup.byteLength,
+      retainedMinutes: this.rankings.retainedMinutes,
     };
   }
 

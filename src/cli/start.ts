@@ -6,6 +6,7 @@ import { RuntimeEvents } from '../runtime/events.ts';
 import { startNatsServer, startRedisServer, type ServerHandle } from '../runtime/local-servers.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { RuntimeNode } from '../runtime/runtime-node.ts';
+import { reapStaleServers, recordServers } from './stale-servers.ts';
 
 /**
  * `adagg start` / `npm start`: the whole stack on one machine. Uses NATS_URL / REDIS_URL when set;
@@ -18,7 +19,11 @@ export async function startAllInOne(): Promise<void> {
   const servers: ServerHandle[] = [];
   let natsUrl = o.natsUrl;
   let redisUrl = o.redisUrl;
-  if (!natsUrl || !redisUrl) await mkdir(o.dataDir, { recursive: true });
+  if (!natsUrl || !redisUrl) {
+    await mkdir(o.dataDir, { recursive: true });
+    const reaped = await reapStaleServers(o.dataDir);
+    if (reaped.length) log.warn({ pids: reaped }, 'stopped servers left by a previous run that was killed');
+  }
   if (!natsUrl) {
     const dir = path.resolve(o.dataDir, 'nats');
     const nats = await startNatsServer({ storeDir: dir, logFile: path.join(dir, 'nats-server.log') });
@@ -34,6 +39,7 @@ export async function startAllInOne(): Promise<void> {
     redisUrl = redis.url;
     log.info({ url: redisUrl, dir }, 'started local redis-server (appendonly yes)');
   }
+  if (servers.length) await recordServers(o.dataDir, servers.map((s) => s.pid));
   const full = { ...o, natsUrl, redisUrl };
   const events = new RuntimeEvents();
   const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { events, log });

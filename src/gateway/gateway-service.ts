@@ -12,6 +12,7 @@ import { connectNats } from '../runtime/nats.ts';
 import { ClickProducer, DeadLetterPublisher } from '../runtime/producer.ts';
 import { RedisKeys } from '../runtime/redis-keys.ts';
 import { ensureStreams } from '../runtime/streams.ts';
+import { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
 import { topology } from '../runtime/topology.ts';
 import { QueryService } from './query-service.ts';
 import { buildGateway } from './server.ts';
@@ -30,6 +31,7 @@ export class GatewayService {
   app: FastifyInstance | undefined;
   private nc: NatsConnection | undefined;
   private redis: Redis | undefined;
+  private reducer: TopNReducerHost | undefined;
   private closing: Promise<void> | undefined;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
@@ -61,7 +63,9 @@ export class GatewayService {
       redis: redis.status === 'ready',
       ...(this.deps.extraReady?.() ?? {}),
     });
-    this.app = buildGateway(o, { ingest, queries, registry, ready, log: this.log });
+    this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.clock ?? systemClock, this.log);
+    this.reducer.start();
+    this.app = buildGateway(o, { reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
     await this.app.listen({ port: o.httpPort, host: o.httpHost });
     const addr = this.app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : o.httpPort;
@@ -71,6 +75,7 @@ export class GatewayService {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'));
+      await this.reducer?.close();
       await this.nc?.drain().catch(() => undefined);
       this.redis?.disconnect();
     })();

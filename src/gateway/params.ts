@@ -1,4 +1,5 @@
 import { AdaggError, ErrorCode } from '../errors.ts';
+import { CUBE_SEPARATOR } from '../model/click.ts';
 import { minuteOf, parseTime } from '../model/time.ts';
 import type { Filter } from './query-service.ts';
 
@@ -35,32 +36,49 @@ export function intParam(q: Query, name: string, def: number, min: number, max: 
   return n;
 }
 
+const SCAN_HINT = 'use POST /v1/queries to answer it with a scan of the raw stream';
+
 /**
  * The filter of a count query: any parameter other than the reserved ones names an attribute.
- * Only configured (pre-aggregated) dimensions are answered synchronously; anything else gets a
- * specific error instead of a wrong number.
+ * Only configured dimensions and cubes (pre-aggregated) are answered synchronously; anything else
+ * gets a specific error pointing at the job API instead of a wrong number.
  */
-export function filterParam(q: Query, reserved: readonly string[], dimensions: readonly string[]): Filter | undefined {
-  const filters = Object.keys(q).filter((k) => !reserved.includes(k));
-  if (filters.length === 0) return undefined;
-  if (filters.length > 1) {
-    throw new AdaggError(
-      ErrorCode.FilterNotPreaggregated,
-      `filter combination ${filters.join('+')} is not pre-aggregated; configured dimensions: ${dimensions.join(', ')}`,
-      { details: { filters } },
-    );
+export function filterParam(q: Query, reserved: readonly string[], dimensions: readonly string[], cubes: readonly string[] = []): Filter | undefined {
+  const keys = Object.keys(q).filter((k) => !reserved.includes(k));
+  if (keys.length === 0) return undefined;
+  const values: Record<string, string> = {};
+  for (const k of keys) {
+    const raw = single(q, k);
+    if (raw === undefined || raw === '' || raw.length > 64) throw badParam(k, 'must be a non-empty value of at most 64 characters');
+    values[k] = k === 'country' ? raw.toUpperCase() : raw;
   }
-  const dim = filters[0]!;
-  if (!dimensions.includes(dim)) {
-    throw new AdaggError(
-      ErrorCode.FilterNotPreaggregated,
-      `filter ${dim} is not a pre-aggregated dimension (ADAGG_DIMENSIONS=${dimensions.join(',')})`,
-      { details: { filter: dim } },
-    );
-  }
-  const raw = single(q, dim);
-  if (raw === undefined || raw === '' || raw.length > 64) throw badParam(dim, 'must be a non-empty value of at most 64 characters');
-  return { dim, value: dim === 'country' ? raw.toUpperCase() : raw };
+  return filterFromRecord(values, dimensions, cubes);
+}
+
+/** Maps `{country: 'US', device: 'mobile'}` onto a configured dimension or cube, or throws. */
+export function filterFromRecord(values: Record<string, string>, dimensions: readonly string[], cubes: readonly string[]): Filter | undefined {
+  const keys = Object.keys(values);
+  if (keys.length === 0) return undefined;
+  if (keys.length === 1 && dimensions.includes(keys[0]!)) return { dim: keys[0]!, value: values[keys[0]!]! };
+  const cube = cubes.find((c) => {
+    const parts = c.split('+');
+    return parts.length === keys.length && parts.every((p) => keys.includes(p));
+  });
+  if (cube) return { dim: cube, value: cube.split('+').map((p) => values[p]!).join(CUBE_SEPARATOR) };
+  const what = keys.length === 1 ? `filter ${keys[0]}` : `filter combination ${keys.join('+')}`;
+  throw new AdaggError(
+    ErrorCode.FilterNotPreaggregated,
+    `${what} is not pre-aggregated (ADAGG_DIMENSIONS=${dimensions.join(',')}${cubes.length ? `, ADAGG_CUBES=${cubes.join(',')}` : ''}); ${SCAN_HINT}`,
+    { details: { filters: keys } },
+  );
+}
+
+/** The inverse of filterFromRecord, for echoing a filter back to clients. */
+export function filterToRecord(f: Filter | undefined): Record<string, string> | null {
+  if (!f) return null;
+  const dims = f.dim.split('+');
+  const vals = f.value.split(CUBE_SEPARATOR);
+  return Object.fromEntries(dims.map((d, i) => [d, vals[i] ?? '']));
 }
 
 export function checkRange(fromMinute: number, toMinute: number, maxMinutes: number): void {

@@ -1,10 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Redis } from 'ioredis';
-import { AdaggError, ErrorCode } from '../errors.ts';
 import { shardOf } from '../model/partition.ts';
 import { isoOf, MINUTE_MS, minuteStartMs } from '../model/time.ts';
 import { topN, type Ranked } from '../model/top-n.ts';
-import type { AdQueryReply, ShardReply, ShardRequest, ShardStatusReply, TopQueryReply } from '../runtime/query-protocol.ts';
+import type { AdQueryReply, ShardRequest, ShardStatusReply, TopQueryReply } from '../runtime/query-protocol.ts';
+import { ShardClient } from '../runtime/shard-client.ts';
 import type { RedisKeys } from '../runtime/redis-keys.ts';
 import type { Topology } from '../runtime/topology.ts';
 
@@ -55,13 +55,16 @@ export interface QueryServiceOptions {
  * hold and that it has closed is committed in Redis by then, so nothing is counted twice or missed.
  */
 export class QueryService {
+  private readonly client: ShardClient;
   constructor(
-    private readonly nc: NatsConnection,
+    nc: NatsConnection,
     private readonly redis: Redis,
-    private readonly topo: Topology,
+    topo: Topology,
     private readonly keys: RedisKeys,
     private readonly opts: QueryServiceOptions,
-  ) {}
+  ) {
+    this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, opts.attempts ?? 4);
+  }
 
   async adCount(adId: string, fromMinute: number, toMinute: number, filter?: Filter): Promise<AdCountResult> {
     const shard = shardOf(adId, this.opts.shards);
@@ -179,28 +182,11 @@ export class QueryService {
     }
   }
 
-  private async ask<T>(shard: number, req: ShardRequest, attempts = this.opts.attempts ?? 4): Promise<T> {
-    const payload = JSON.stringify(req);
-    let last: unknown;
-    for (let i = 0; i < attempts; i++) {
-      try {
-        const msg = await this.nc.request(this.topo.querySubject(shard), payload, { timeout: this.opts.queryTimeoutMs });
-        const reply = JSON.parse(msg.string()) as ShardReply<T>;
-        if (reply.ok) return reply.result;
-        last = new AdaggError(reply.code, reply.error);
-        if (reply.code !== ErrorCode.ShardUnavailable) throw last;
-      } catch (err) {
-        if (err instanceof AdaggError && err.code !== ErrorCode.ShardUnavailable) throw err;
-        last = err;
-      }
-      // The owner may be restarting or moving: retry briefly rather than answer with a wrong count.
-      if (i + 1 < attempts) await new Promise((r) => setTimeout(r, 250 * (i + 1)));
-    }
-    throw new AdaggError(ErrorCode.ShardUnavailable, `no owner of shard ${shard} answered`, { cause: last, details: { shard } });
+  private ask<T>(shard: number, req: ShardRequest, attempts?: number): Promise<T> {
+    return this.client.ask<T>(shard, req, attempts);
   }
 }
 
-/** End of the latest minute closed by every shard that has closed any (minute index, exclusive). */
 function defaultEnd(metas: readonly ShardMeta[]): number {
   const closed = metas.filter((m) => m.closedThrough >= 0).map((m) => m.closedThrough);
   if (closed.length === 0) return Math.floor(Date.now() / MINUTE_MS);

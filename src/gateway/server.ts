@@ -2,15 +2,24 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { ClickIngest } from '../ingest/click-ingest.ts';
 import type { Logger } from '../runtime/logger.ts';
+import type { RuntimeEvents } from '../runtime/events.ts';
+import type { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
 import { toHttpError } from './error-status.ts';
+import { wsFeedRoutes } from './ws-feeds.ts';
 import type { QueryService } from './query-service.ts';
 import { clickRoutes } from './routes/clicks.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { countRoutes } from './routes/counts.ts';
 import { opsRoutes, type Readiness } from './routes/ops.ts';
 
 export interface GatewayOptions {
+  topnDepth: number;
+  maxLiveWindow: number;
+  wsMaxBufferedBytes: number;
+  wsSlowClientTimeoutMs: number;
   shards: number;
   dimensions: readonly string[];
+  cubes: readonly string[];
   maxBodyBytes: number;
   maxLines: number;
   maxQueryMinutes: number;
@@ -18,6 +27,8 @@ export interface GatewayOptions {
 }
 
 export interface GatewayDeps {
+  reducer: TopNReducerHost;
+  events: RuntimeEvents;
   ingest: ClickIngest;
   queries: QueryService;
   registry: Registry;
@@ -40,6 +51,9 @@ export function buildGateway(o: GatewayOptions, deps: GatewayDeps): FastifyInsta
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ code: 'ADAGG_E_NOT_FOUND', error: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
+  const closeFeeds = wsFeedRoutes(app, deps.reducer, o, deps.log, deps.events);
+  app.addHook('onClose', async () => closeFeeds());
+  dashboardRoutes(app);
   clickRoutes(app, deps.ingest, o.maxLines);
   countRoutes(app, deps.queries, o);
   opsRoutes(app, deps.queries, deps.registry, deps.ready, o.shards);

@@ -13,8 +13,28 @@ export interface Click {
   attrs?: Record<string, string> | undefined;
 }
 
-/** The value of a dimension on a click (`country`, `user_id`, `ip` or an extra attribute). */
+/** Joins the values of a cube's dimensions (unit separator: it cannot occur in a validated value). */
+export const CUBE_SEPARATOR = '\u001f';
+
+/**
+ * The value of a dimension on a click (`country`, `user_id`, `ip` or an extra attribute), or of a
+ * cube such as `country+device` (the values joined by CUBE_SEPARATOR; undefined if any is absent).
+ */
 export function dimensionValue(click: Click, dim: string): string | undefined {
+  if (dim.includes('+')) {
+    const parts = dim.split('+');
+    const values: string[] = [];
+    for (const d of parts) {
+      const v = singleValue(click, d);
+      if (v === undefined) return undefined;
+      values.push(v);
+    }
+    return values.join(CUBE_SEPARATOR);
+  }
+  return singleValue(click, dim);
+}
+
+function singleValue(click: Click, dim: string): string | undefined {
   switch (dim) {
     case 'country':
       return click.country;

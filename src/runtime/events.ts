@@ -6,6 +6,7 @@ export interface RuntimeEventMap {
   commit: [{ shard: number; ms: number; snapshotBytes: number; writes: number; seq: number }];
   progress: [{ shard: number; lastSeq: number; pending: number; watermark: number; closedThrough: number; now: number }];
   restart: [{ shard: number; code: string | undefined }];
+  ws: [{ kind: 'connect' | 'disconnect' | 'coalesced' | 'slow_disconnect' | 'sent' }];
   ingest: [{ source: string; accepted: number; rejected: number; codes: Record<string, number> }];
 }
 

@@ -62,6 +62,18 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     snapshot.observe(e.ms / 1000);
     snapshotBytes.set({ shard: String(e.shard) }, e.snapshotBytes);
   });
+  const wsClients = new Gauge({ name: 'adagg_ws_clients', help: 'Open live top-N WebSocket clients', registers: [registry] });
+  const wsFrames = new Counter({
+    name: 'adagg_ws_frames_total',
+    help: 'Live ranking frames by outcome: sent, coalesced (slow client got only the newest), slow_disconnect',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  events.on('ws', (e) => {
+    if (e.kind === 'connect') wsClients.inc();
+    else if (e.kind === 'disconnect') wsClients.dec();
+    else wsFrames.inc({ outcome: e.kind });
+  });
   events.on('restart', (e) => restarts.inc({ code: e.code ?? 'unknown' }));
   return registry;
 }

@@ -48,6 +48,16 @@ export class QueryResponder {
           const reply: ShardStatusReply = { ...st, epoch: host.epoch, lag: host.lag, node: this.nodeId };
           return { ok: true, result: reply };
         }
+        case 'rank-specs':
+          return {
+            ok: true,
+            result: await host.call((a) => {
+              a.addRankSpecs(req.specs, req.leaseMs);
+              return a.rankingState();
+            }),
+          };
+        case 'rank-state':
+          return { ok: true, result: await host.call((a) => a.rankingState()) };
         default:
           throw new AdaggError(ErrorCode.BadParam, `unknown shard query op`);
       }

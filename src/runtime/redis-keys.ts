@@ -21,4 +21,8 @@ export class RedisKeys {
     const k = `${this.base(shard)}:c:${minute}`;
     return dim === null || value === null ? k : `${k}:${dim}=${encodeURIComponent(value)}`;
   }
+  /** Hash of the dimension keys a minute has (field = JSON [dim, value]), to reload a whole minute. */
+  dimIndex(shard: number, minute: number): string {
+    return `${this.base(shard)}:i:${minute}`;
+  }
 }

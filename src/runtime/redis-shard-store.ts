@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import type { CountRead, ShardCommit, ShardStore, StoredShard } from './shard-store.ts';
+import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StoredShard } from './shard-store.ts';
 
 /**
  * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
@@ -87,9 +87,20 @@ export class RedisShardStore implements ShardStore {
       this.ttlMs,
       this.now(),
     ];
+    const index = new Map<number, string[]>();
     for (const w of c.writes) {
       keys.push(this.keys.counts(shard, w.minute, w.dim, w.value));
       argv.push(w.counts.length / 2, ...w.counts);
+      if (w.dim !== null) {
+        let fields = index.get(w.minute);
+        if (!fields) index.set(w.minute, (fields = []));
+        fields.push(JSON.stringify([w.dim, w.value]), '1');
+      }
+    }
+    // The per-minute index of dimension keys rides in the same atomic step, as one more hash.
+    for (const [minute, fields] of index) {
+      keys.push(this.keys.dimIndex(shard, minute));
+      argv.push(fields.length / 2, ...fields);
     }
     try {
       await this.redis.adaggCommit(keys.length, ...keys, ...argv);
@@ -105,6 +116,40 @@ export class RedisShardStore implements ShardStore {
     }
   }
 
+  async loadMinutes(shard: number, from: number, to: number): Promise<CountWrite[]> {
+    if (to <= from) return [];
+    const p = this.redis.pipeline();
+    for (let m = from; m < to; m++) {
+      p.hgetall(this.keys.counts(shard, m, null, null));
+      p.hkeys(this.keys.dimIndex(shard, m));
+    }
+    const res = (await p.exec()) ?? [];
+    const out: CountWrite[] = [];
+    const dimReads: Array<{ minute: number; dim: string; value: string }> = [];
+    for (let i = 0, m = from; m < to; m++, i += 2) {
+      const [e1, totals] = res[i]!;
+      const [e2, dims] = res[i + 1]!;
+      if (e1 || e2) throw e1 ?? e2;
+      const flat = toFlat(totals as Record<string, string>);
+      if (flat.length) out.push({ minute: m, dim: null, value: null, counts: flat });
+      for (const f of dims as string[]) {
+        const [dim, value] = JSON.parse(f) as [string, string];
+        dimReads.push({ minute: m, dim, value });
+      }
+    }
+    if (dimReads.length) {
+      const p2 = this.redis.pipeline();
+      for (const d of dimReads) p2.hgetall(this.keys.counts(shard, d.minute, d.dim, d.value));
+      const res2 = (await p2.exec()) ?? [];
+      res2.forEach(([err, h], i) => {
+        if (err) throw err;
+        const d = dimReads[i]!;
+        out.push({ minute: d.minute, dim: d.dim, value: d.value, counts: toFlat(h as Record<string, string>) });
+      });
+    }
+    return out;
+  }
+
   async readCounts(shard: number, reads: readonly CountRead[]): Promise<number[]> {
     const p = this.redis.pipeline();
     for (const r of reads) p.hget(this.keys.counts(shard, r.minute, r.dim, r.value), r.adId);
@@ -114,6 +159,12 @@ export class RedisShardStore implements ShardStore {
       return Number(v ?? 0);
     });
   }
+}
+
+function toFlat(h: Record<string, string>): FlatCounts {
+  const out: FlatCounts = [];
+  for (const [k, v] of Object.entries(h)) out.push(k, Number(v));
+  return out;
 }
 
 declare module 'ioredis' {

@@ -1,7 +1,8 @@
+import { encode } from '@msgpack/msgpack';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { ErrorCode, type AdaggError } from '../errors.ts';
-import type { CompiledOptions } from '../options.ts';
+import { aggregatedDimensions, type CompiledOptions } from '../options.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { RuntimeEvents } from './events.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -67,10 +68,12 @@ export class RuntimeNode {
         {
           actor: {
             shard,
-            dimensions: o.dimensions,
+            dimensions: aggregatedDimensions(o),
             allowedLatenessMs: o.allowedLatenessMs,
             idleTimeoutMs: o.idleTimeoutMs,
             retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
+            topnDepth: o.topnDepth,
+            maxLiveWindow: o.maxLiveWindow,
           },
           mailboxCapacity: o.mailboxCapacity,
           tickIntervalMs: o.tickIntervalMs,
@@ -79,6 +82,7 @@ export class RuntimeNode {
         },
         {
           store,
+          publishRankings: (s, updates) => nc.publish(this.topo.rankingSubject(s), encode({ shard: s, updates })),
           feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard)),
           deadLetters,
           clock: this.clock,

@@ -1,4 +1,5 @@
 import { ShardActor, type ShardActorConfig } from '../actors/shard-actor.ts';
+import type { RankingUpdate } from '../actors/shard/rankings.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
 import type { Clock } from './clock.ts';
@@ -19,6 +20,8 @@ export interface ShardHostOptions {
 
 export interface ShardHostDeps {
   store: ShardStore;
+  /** Publishes ranking updates (fire and forget: a reducer that misses one resyncs by request). */
+  publishRankings: (shard: number, updates: RankingUpdate[]) => void;
   feed: () => ShardFeed;
   deadLetters: DeadLetterPublisher;
   clock: Clock;
@@ -60,7 +63,10 @@ export class ShardHost {
     const actor = stored
       ? ShardActor.fromSnapshot(stored.snapshot, this.opts.actor, ports)
       : new ShardActor(this.opts.actor, ports);
+    const [retainFrom, retainTo] = actor.retainedRange();
+    actor.restoreRetained(await store.loadMinutes(this.shard, retainFrom, retainTo));
     let committedSeq = stored ? actor.lastSeq : 0;
+    let lastProvisionalAt = 0;
     let lastCommitAt = clock.now();
     let sinceCommit = 0;
     const mailbox = new Mailbox<ShardMsg>(this.opts.mailboxCapacity);
@@ -151,6 +157,10 @@ export class ShardHost {
             if (this.pending !== 0) this.pending = await feed.pending();
             const closed = actor.tick(this.pending === 0 && mailbox.size === 0);
             if (closed || clock.now() - lastCommitAt >= this.opts.snapshotIntervalMs) await commit();
+            const provisionalDue = clock.now() - lastProvisionalAt >= 1000;
+            if (provisionalDue) lastProvisionalAt = clock.now();
+            const updates = actor.rankingUpdates(provisionalDue);
+            if (updates.length) this.deps.publishRankings(this.shard, updates);
             this.deps.events.emit('progress', {
               shard: this.shard,
               lastSeq: actor.lastSeq,

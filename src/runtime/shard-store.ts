@@ -1,4 +1,5 @@
-import type { FlatCounts } from '../actors/shard/minute-counts.ts';
+/** Flat `[ad_id, count, ad_id, count, ...]` form used in snapshots, commits and rankings. */
+export type FlatCounts = Array<string | number>;
 
 /**
  * Final counts of one minute for one filter (`dim`/`value` null = all clicks), as absolute values.
@@ -42,4 +43,6 @@ export interface ShardStore {
   commit(shard: number, epoch: number, c: ShardCommit): Promise<void>;
   /** Current stored values of closed-minute fields (0 when absent), in the order asked. */
   readCounts(shard: number, reads: readonly CountRead[]): Promise<number[]>;
+  /** Every stored count (totals and each dimension value) of the minutes in [from, to). */
+  loadMinutes(shard: number, from: number, to: number): Promise<CountWrite[]>;
 }

@@ -9,6 +9,9 @@ export interface Topology {
   deadLetterSubject(reason: string): string;
   /** Request/reply subject on which the owner of a shard answers queries. */
   querySubject(shard: number): string;
+  /** Subject on which a shard publishes its ranking updates (top-K lists and deltas). */
+  rankingSubject(shard: number): string;
+  rankingSubjects: string;
 }
 
 export function topology(prefix: string): Topology {
@@ -21,5 +24,7 @@ export function topology(prefix: string): Topology {
     clickSubjects: `${p}.clicks.*`,
     deadLetterSubject: (reason) => `${p}.dlq.${reason}`,
     querySubject: (shard) => `${p}.q.shard.${shard}`,
+    rankingSubject: (shard) => `${p}.rank.${shard}`,
+    rankingSubjects: `${p}.rank.*`,
   };
 }

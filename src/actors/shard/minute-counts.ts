@@ -1,8 +1,9 @@
 import type { Click } from '../../model/click.ts';
 import { dimensionValue } from '../../model/click.ts';
 
-/** Flat `[ad_id, count, ad_id, count, ...]` form used in snapshots and flush writes. */
-export type FlatCounts = Array<string | number>;
+import type { FlatCounts } from '../../runtime/shard-store.ts';
+
+export type { FlatCounts };
 
 /**
  * Clicks of one minute: per ad, and per ad × value of each configured dimension.
@@ -53,6 +54,17 @@ export class MinuteCounts {
     const dims: Array<[string, string, FlatCounts]> = [];
     for (const [d, byValue] of this.dims) for (const [v, byAd] of byValue) dims.push([d, v, flatten(byAd)]);
     return [flatten(this.totals), dims];
+  }
+
+  /** Rebuilds full minutes from stored count writes (after a restart). */
+  static fromWrites(writes: ReadonlyArray<{ minute: number; dim: string | null; value: string | null; counts: FlatCounts }>): Map<number, MinuteCounts> {
+    const out = new Map<number, MinuteCounts>();
+    for (const w of writes) {
+      let mc = out.get(w.minute);
+      if (!mc) out.set(w.minute, (mc = new MinuteCounts()));
+      unflattenInto(w.counts, w.dim === null || w.value === null ? mc.totals : mc.dimMap(w.dim, w.value));
+    }
+    return out;
   }
 
   static decode(enc: unknown): MinuteCounts {

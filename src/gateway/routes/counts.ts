@@ -7,6 +7,7 @@ const AD_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 export interface CountRouteOptions {
   dimensions: readonly string[];
+  cubes: readonly string[];
   maxQueryMinutes: number;
   maxTopN: number;
 }
@@ -19,7 +20,7 @@ export function countRoutes(app: FastifyInstance, queries: QueryService, o: Coun
     const from = minuteParam(q, 'from', true)!;
     const to = minuteParam(q, 'to', true)!;
     checkRange(from, to, o.maxQueryMinutes);
-    return queries.adCount(adId, from, to, filterParam(q, ['from', 'to'], o.dimensions));
+    return queries.adCount(adId, from, to, filterParam(q, ['from', 'to'], o.dimensions, o.cubes));
   });
 
   app.get<{ Querystring: Query }>('/v1/ads/popular_ads', async (req) => {
@@ -27,6 +28,6 @@ export function countRoutes(app: FastifyInstance, queries: QueryService, o: Coun
     const n = intParam(q, 'count', 10, 1, o.maxTopN);
     const window = intParam(q, 'window', 1, 1, o.maxQueryMinutes);
     const at = minuteParam(q, 'at', false);
-    return queries.popular(n, window, at, filterParam(q, ['count', 'window', 'at'], o.dimensions));
+    return queries.popular(n, window, at, filterParam(q, ['count', 'window', 'at'], o.dimensions, o.cubes));
   });
 }

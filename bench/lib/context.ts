@@ -1,0 +1,141 @@
+/** Bench configuration (flags → sizes), the shared context and the result table rows. */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import type { Progress } from './progress.ts';
+import type { BenchServers } from './servers.ts';
+import type { WorkloadSpec } from './workload.ts';
+
+export const SCENARIOS = ['pipeline', 'transport', 'naive', 'latency', 'http', 'recovery', 'memory'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface BenchConfig {
+  quick: boolean;
+  only: Set<ScenarioName>;
+  cpuProf: boolean;
+  shards: number;
+  maxBatch: number;
+  /** Concurrent publish calls in flight. */
+  window: number;
+  ads: number;
+  zipfS: number;
+  pipelineEvents: number;
+  pipelineRuns: number;
+  transportEvents: number;
+  naiveEvents: number;
+  latencyRate: number;
+  latencySeconds: number;
+  /** Probes whose time to final is measured. */
+  finalProbes: number;
+  /** Longest wait for a probe's minute to close. */
+  finalWaitMs: number;
+  httpEvents: number;
+  httpClients: number;
+  recoveryEvents: number;
+  seed: number;
+}
+
+export function parseConfig(argv: string[]): BenchConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      'cpu-prof': { type: 'boolean', default: false },
+      events: { type: 'string' },
+      runs: { type: 'string' },
+      window: { type: 'string' },
+      batch: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(`npm run bench -- [--quick] [--only ${SCENARIOS.join(',')}] [--cpu-prof]
+  --quick        small sizes (< 2 min), for a smoke test
+  --only a,b     run only these scenarios
+  --cpu-prof     V8 CPU profile of the service during the first pipeline run (top self time in the report)
+  --events N     events per pipeline/transport/naive run (default 2,000,000; quick 200,000)
+  --runs N       pipeline repetitions (default 3; quick 1)
+  --window N     concurrent publish calls (default 32)
+  --batch N      producer maxBatch (default 500)`);
+    process.exit(0);
+  }
+  const quick = values.quick === true;
+  const only = new Set<ScenarioName>();
+  for (const s of (values.only ?? SCENARIOS.join(',')).split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario '${s}' (known: ${SCENARIOS.join(', ')})`);
+    only.add(s as ScenarioName);
+  }
+  const n = (v: string | undefined, d: number): number => {
+    if (v === undefined) return d;
+    const x = Number(v.replace(/_/g, ''));
+    if (!Number.isSafeInteger(x) || x < 1) throw new Error(`bad number ${v}`);
+    return x;
+  };
+  const events = n(values.events, quick ? 200_000 : 2_000_000);
+  return {
+    quick,
+    only,
+    cpuProf: values['cpu-prof'] === true,
+    shards: 8,
+    maxBatch: n(values.batch, 500),
+    window: n(values.window, 32),
+    ads: 2_000_000,
+    zipfS: 1.0,
+    pipelineEvents: events,
+    pipelineRuns: n(values.runs, quick ? 1 : 3),
+    transportEvents: events,
+    naiveEvents: events,
+    latencyRate: quick ? 10_000 : 50_000,
+    latencySeconds: quick ? 5 : 20,
+    finalProbes: quick ? 3 : 5,
+    finalWaitMs: quick ? 25_000 : 90_000,
+    httpEvents: quick ? 50_000 : 500_000,
+    httpClients: 4,
+    recoveryEvents: quick ? 100_000 : 1_000_000,
+    seed: 20_240_709,
+  };
+}
+
+export interface Row {
+  scenario: string;
+  figure: string;
+  value: string;
+  note?: string;
+}
+
+export interface Ctx {
+  cfg: BenchConfig;
+  servers: BenchServers;
+  progress: Progress;
+  rows: Row[];
+  /** Raw per-scenario results for latest.json. */
+  data: Record<string, unknown>;
+  row(scenario: string, figure: string, value: string, note?: string): void;
+}
+
+/** A fresh stream/key prefix (letters and digits, as adagg requires). */
+export function freshPrefix(kind: string): string {
+  return `b${kind}${randomBytes(4).toString('hex')}`;
+}
+
+/** Workload of the throughput scenarios: event time spread over the 4 minutes before the current minute. */
+export function spreadSpec(cfg: BenchConfig, events: number, seed: number, tag: string): WorkloadSpec {
+  const t0 = Math.floor(Date.now() / 60_000) * 60_000;
+  return {
+    events,
+    ads: cfg.ads,
+    zipfS: cfg.zipfS,
+    lateFraction: 0.01,
+    maxLateMs: 120_000,
+    dupFraction: 0.01,
+    time: { mode: 'spread', startMs: t0 - 4 * 60_000, endMs: t0 - 1 },
+    seed,
+    tag,
+    shards: cfg.shards,
+    maxBatch: cfg.maxBatch,
+  };
+}
+
+export function liveSpec(cfg: BenchConfig, events: number, seed: number, tag: string): WorkloadSpec {
+  return { ...spreadSpec(cfg, events, seed, tag), time: { mode: 'live' } };
+}

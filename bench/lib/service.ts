@@ -1,0 +1,186 @@
+/**
+ * The adagg service as a child process (`node --import tsx src/cli/main.ts start`), so the load
+ * generator and the pipeline run in separate processes. Captures its JSON log lines, exposes its
+ * pid for RSS readings, and stops it with SIGTERM (graceful drain) or SIGKILL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort } from '../../src/runtime/local-servers.ts';
+import { sleep } from './stats.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export interface ServiceOptions {
+  natsUrl: string;
+  redisUrl: string;
+  prefix: string;
+  shards: number;
+  /** pino level; 'info' is needed to see 'shard actor restored'. */
+  logLevel?: string;
+  /** Extra env (e.g. ADAGG_SNAPSHOT_INTERVAL_MS). */
+  env?: Record<string, string>;
+  /** Write a V8 CPU profile of the service into this dir on graceful exit. */
+  cpuProfDir?: string;
+  readyTimeoutMs?: number;
+}
+
+export interface LogLine {
+  time: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface Service {
+  url: string;
+  pid: number;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  /** Date.now() right before spawn. */
+  spawnedAt: number;
+  /** Date.now() of the first 200 from /readyz. */
+  readyAt: number;
+  /** Parsed JSON log lines (only those with a msg). */
+  logs: LogLine[];
+  tail(): string;
+  /** SIGTERM, wait (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export async function startService(o: ServiceOptions): Promise<Service> {
+  const port = await freePort();
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    NATS_URL: o.natsUrl,
+    REDIS_URL: o.redisUrl,
+    ADAGG_PREFIX: o.prefix,
+    ADAGG_SHARDS: String(o.shards),
+    ADAGG_HTTP_PORT: String(port),
+    ADAGG_HTTP_HOST: '127.0.0.1',
+    ADAGG_IDLE_TIMEOUT_MS: '1000',
+    ADAGG_LOG_LEVEL: o.logLevel ?? 'warn',
+    ...o.env,
+  };
+  delete env.NODE_OPTIONS;
+  if (o.cpuProfDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${o.cpuProfDir}`;
+  const spawnedAt = Date.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  let tail = '';
+  let partial = '';
+  const onData = (d: Buffer): void => {
+    const text = partial + d.toString();
+    const lines = text.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      tail = (tail + line + '\n').slice(-20_000);
+      if (line.startsWith('{')) {
+        try {
+          const j = JSON.parse(line) as LogLine;
+          if (typeof j.msg === 'string') logs.push(j);
+        } catch {
+          // not a log line
+        }
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-20_000)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (o.readyTimeoutMs ?? 60_000);
+  let readyAt = 0;
+  for (;;) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) {
+      readyAt = Date.now();
+      break;
+    }
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`adagg service did not become ready:\n${tail}`);
+    }
+    await sleep(25);
+  }
+  let stopping: Promise<void> | undefined;
+  const svc: Service = {
+    url,
+    pid: child.pid ?? -1,
+    child,
+    exited,
+    spawnedAt,
+    readyAt,
+    logs,
+    tail: () => tail,
+    stop: (graceMs = 20_000) =>
+      (stopping ??= (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(t);
+      })()),
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+  return svc;
+}
+
+/** Resident set size of a process in bytes (VmRSS from /proc/<pid>/status), NaN if gone. */
+export function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU time (user+system, ms) of a process so far, from /proc/<pid>/stat; NaN if gone. */
+export function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
+export interface StatusShard {
+  shard: number;
+  last_seq: number;
+  committed_seq: number;
+  lag: number | null;
+  tracked_ids: number | null;
+  watermark: string | null;
+}
+
+export async function serviceStatus(url: string): Promise<StatusShard[]> {
+  const res = await fetch(`${url}/v1/status`);
+  const body = (await res.json()) as { shards: StatusShard[] };
+  return body.shards;
+}
+
+/** Values of one Prometheus metric family from /metrics, as label string → value. */
+export async function metric(url: string, name: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^(\S+?)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (m && m[1] === name) out.set(m[2] ?? '', Number(m[3]));
+  }
+  return out;
+}

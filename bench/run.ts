@@ -1,0 +1,178 @@
+/**
+ * adagg benchmark: `npm run bench [-- --quick] [-- --only a,b] [-- --cpu-prof]`.
+ * Starts its own nats-server and redis-server (free ports, temp dir), runs the scenarios in
+ * bench/scenarios/, prints the results table and writes bench/results/latest.{md,json} and
+ * bench/results/throughput.svg. See bench/README.md.
+ */
+import { copyFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseConfig, freshPrefix, type Ctx, type Row } from './lib/context.ts';
+import { Progress } from './lib/progress.ts';
+import { markdownTable, profileSection, RESULTS_DIR, throughputSvg, writeResults } from './lib/report.ts';
+import { httpRows, latencyRows, medianRun, memoryRows, naiveRows, pipelineRows, recoveryRows, transportRows } from './lib/rows.ts';
+import { deleteStream, startBenchServers, versions } from './lib/servers.ts';
+import { startService } from './lib/service.ts';
+import { int, rate } from './lib/stats.ts';
+import { runHttp, type HttpResult } from './scenarios/http.ts';
+import { runLatency, type LatencyResult } from './scenarios/latency.ts';
+import { dedupMemory, type DedupMemory } from './scenarios/memory.ts';
+import { runNaive, type NaiveResult } from './scenarios/naive.ts';
+import { pipelineRun, type PipelineRun } from './scenarios/pipeline.ts';
+import { runRecovery, type RecoveryResult } from './scenarios/recovery.ts';
+import { runTransport, type TransportResult } from './scenarios/transport.ts';
+import { topology } from '../src/runtime/topology.ts';
+
+const argv = process.argv.slice(2);
+const cfg = parseConfig(argv);
+const command =
+  process.env.npm_lifecycle_event === 'bench'
+    ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
+    : `node --import tsx bench/run.ts ${argv.join(' ')}`.trim();
+const started = Date.now();
+const progress = new Progress();
+progress.start();
+progress.log(`adagg bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}`);
+const servers = await startBenchServers();
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    progress.log(`${sig}: stopping servers`);
+    void servers.stop().finally(() => process.exit(130));
+  });
+}
+const rows: Row[] = [];
+const data: Record<string, unknown> = {};
+const ctx: Ctx = {
+  cfg,
+  servers,
+  progress,
+  rows,
+  data,
+  row: (scenario, figure, value, note) => rows.push({ scenario, figure, value, ...(note ? { note } : {}) }),
+};
+const failures: string[] = [];
+async function attempt<T>(name: string, f: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await f();
+  } catch (err) {
+    const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    progress.log(`${name} FAILED: ${msg}`);
+    failures.push(name);
+    rows.push({ scenario: name, figure: 'FAILED', value: 'error', note: (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 300) });
+    return undefined;
+  }
+}
+
+const v = await versions(servers);
+const runs: PipelineRun[] = [];
+let transport: TransportResult | undefined;
+let naive: NaiveResult | undefined;
+let latency: LatencyResult | undefined;
+let http: HttpResult | undefined;
+let recovery: RecoveryResult | undefined;
+let dedup: DedupMemory | undefined;
+
+try {
+  if (cfg.only.has('pipeline') || cfg.only.has('memory')) {
+    const n = cfg.only.has('pipeline') ? cfg.pipelineRuns : 1;
+    for (let i = 0; i < n; i++) {
+      const r = await attempt('pipeline', () => pipelineRun(ctx, i, cfg.pipelineEvents));
+      if (r) runs.push(r);
+    }
+  }
+  if (cfg.only.has('transport')) transport = await attempt('transport', () => runTransport(ctx));
+  if (cfg.only.has('naive')) naive = await attempt('naive', () => runNaive(ctx));
+  if (cfg.only.has('latency') || cfg.only.has('http')) {
+    // One service for both: latency first (fixed rate), then HTTP ingest.
+    const prefix = freshPrefix('l');
+    await attempt('latency/http service', async () => {
+      progress.set({ phase: 'latency/http: starting service', sent: 0, done: undefined });
+      const svc = await startService({ natsUrl: servers.natsUrl, redisUrl: servers.redisUrl, prefix, shards: cfg.shards });
+      try {
+        if (cfg.only.has('latency')) latency = await attempt('latency', () => runLatency(ctx, svc, prefix));
+        if (cfg.only.has('http')) http = await attempt('http', () => runHttp(ctx, svc, prefix));
+        await svc.stop();
+      } finally {
+        await svc.kill();
+        await deleteStream(servers.nc, topology(prefix).clicksStream);
+        await deleteStream(servers.nc, topology(prefix).deadLetterStream);
+        await servers.rd.flushall();
+      }
+    });
+  }
+  if (cfg.only.has('recovery')) recovery = await attempt('recovery', () => runRecovery(ctx));
+  if (cfg.only.has('memory')) dedup = await attempt('memory', async () => dedupMemory());
+} finally {
+  progress.stop();
+  await servers.stop();
+}
+
+if (cfg.only.has('pipeline')) rows.push(...pipelineRows(runs));
+if (transport) rows.push(...transportRows(transport, runs));
+if (naive) rows.push(...naiveRows(naive, runs));
+if (latency) rows.push(...latencyRows(latency));
+if (http) rows.push(...httpRows(http));
+if (recovery) rows.push(...recoveryRows(recovery));
+if (cfg.only.has('memory')) rows.push(...memoryRows(runs, dedup));
+// Failures first in the table would hide the figures: move them to the end.
+rows.sort((a, b) => Number(a.figure === 'FAILED') - Number(b.figure === 'FAILED'));
+
+const extra: string[] = [];
+if (runs.length) {
+  extra.push('## Pipeline runs', '', '| run | events/s | publish events/s | duration | drain | exact | RSS steady | service cores |', '|---:|---:|---:|---:|---:|---|---:|---:|');
+  runs.forEach((r, i) =>
+    extra.push(
+      `| ${i + 1} | ${rate(r.eventsPerSec)} | ${rate(r.publishPerSec)} | ${(r.durationMs / 1000).toFixed(1)} s | ${(r.drainMs / 1000).toFixed(1)} s | ${r.exact.exact} | ${(r.rss.steady / 2 ** 20).toFixed(0)} MiB | ${r.cores.service.toFixed(2)} |`,
+    ),
+  );
+  extra.push('');
+  const prof = runs[0]?.profile;
+  if (prof) {
+    extra.push(profileSection(prof));
+    await copyFile(prof.file, path.join(RESULTS_DIR, 'pipeline-service.cpuprofile')).catch(() => undefined);
+  }
+}
+const m = medianRun(runs);
+const svg = m
+  ? throughputSvg(
+      m.samples,
+      'adagg pipeline: throughput and lag (median run)',
+      `${int(m.events)} events, ${cfg.shards} shards, batch ${cfg.maxBatch}, window ${cfg.window}; ${rate(m.eventsPerSec)} events/s first publish → all committed`,
+    )
+  : null;
+Object.assign(data, { pipeline: runs.map((r) => ({ ...r, samples: r === m ? r.samples : undefined })), transport, naive, latency, http, recovery, dedup });
+const files = await writeResults(
+  {
+    command,
+    date: new Date().toISOString(),
+    mode: cfg.quick ? 'quick' : cfg.only.size === 7 ? 'full' : `partial (${[...cfg.only].join(',')})`,
+    versions: { ...v },
+    config: {
+      shards: cfg.shards,
+      maxBatch: cfg.maxBatch,
+      window: cfg.window,
+      ads: cfg.ads,
+      zipfS: cfg.zipfS,
+      pipelineEvents: cfg.pipelineEvents,
+      pipelineRuns: cfg.pipelineRuns,
+      latencyRate: cfg.latencyRate,
+      latencySeconds: cfg.latencySeconds,
+      httpEvents: cfg.httpEvents,
+      recoveryEvents: cfg.recoveryEvents,
+      ADAGG_IDLE_TIMEOUT_MS: 1000,
+      ADAGG_LOG_LEVEL: 'warn',
+    },
+    durationMs: Date.now() - started,
+    loadavg: os.loadavg(),
+  },
+  rows,
+  data,
+  extra,
+  svg,
+);
+console.log(`\n${markdownTable(rows)}\n`);
+console.error(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.exit(failures.length ? 1 : 0);

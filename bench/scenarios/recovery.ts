@@ -1,0 +1,143 @@
+/**
+ * Scenario 6 (recovery): a backlog in the stream while the service is stopped; start the service,
+ * SIGKILL it half-way through the backlog, restart it and measure: restart → /readyz, restart →
+ * every shard restored from its snapshot ('shard actor restored' log line), replay until the
+ * committed sequence reaches the stream end; then exactness as in the pipeline scenario.
+ */
+import { compileOptions } from '../../src/options.ts';
+import { RedisKeys } from '../../src/runtime/redis-keys.ts';
+import { ensureStreams } from '../../src/runtime/streams.ts';
+import { topology } from '../../src/runtime/topology.ts';
+import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
+import { AckTracker, publishAll, TrackingProducer } from '../lib/publisher.ts';
+import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
+import { deleteStream } from '../lib/servers.ts';
+import { startService, type Service } from '../lib/service.ts';
+import { int, mib, ms, rate, sleep, until } from '../lib/stats.ts';
+import { Workload } from '../lib/workload.ts';
+
+export interface RecoveryResult {
+  backlog: number;
+  backlogPublishPerSec: number;
+  cold: { spawnToReadyMs: number; spawnToRestoredMs: number; catchUpPerSec: number };
+  killedAtCommitted: number;
+  snapshotBytes: number;
+  restart: {
+    spawnToReadyMs: number;
+    /** Spawn → last shard's 'shard actor restored' (process boot + connect + snapshot load/decode). */
+    spawnToRestoredMs: number;
+    /** The same minus the cold start's spawn → restored (no snapshot): snapshot load + decode. */
+    snapshotRestoreMs: number;
+    replayEvents: number;
+    /** Last shard restored → committed seq reaches the stream end on every shard. */
+    replayMs: number;
+    replayPerSec: number;
+    /** Restart → caught up. */
+    totalMs: number;
+  };
+  closeWaitMs: number;
+  exact: Exactness;
+}
+
+function restoredAt(svc: Service, shards: number): number | null {
+  const times = new Map<number, number>();
+  for (const l of svc.logs) if (l.msg === 'shard actor restored' && typeof l.shard === 'number') times.set(l.shard, l.time);
+  if (times.size < shards) return null;
+  return Math.max(...times.values());
+}
+
+export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
+  const { cfg, servers } = ctx;
+  const prefix = freshPrefix('r');
+  const topo = topology(prefix);
+  const keys = new RedisKeys(prefix);
+  await ensureStreams(servers.nc, topo, compileOptions({ prefix, shards: cfg.shards }));
+  const w = new Workload(spreadSpec(cfg, cfg.recoveryEvents, cfg.seed + 500, `r${prefix.slice(-4)}`));
+  const tracker = new AckTracker(cfg.shards);
+  const producer = new TrackingProducer(servers.nc, topo, cfg.shards, cfg.maxBatch, tracker);
+  ctx.progress.set({ phase: `recovery: building a ${int(cfg.recoveryEvents)}-event backlog`, sent: 0, done: undefined });
+  const tick = setInterval(() => ctx.progress.set({ sent: tracker.ackedEvents }), 250);
+  const tp = Date.now();
+  await publishAll(w, producer, cfg.window).finally(() => clearInterval(tick));
+  const backlogPublishPerSec = (tracker.ackedEvents * 1000) / (Date.now() - tp);
+  const svcOpts = { natsUrl: servers.natsUrl, redisUrl: servers.redisUrl, prefix, shards: cfg.shards, logLevel: 'info' };
+  let svc: Service | undefined;
+  const committed = async () => tracker.eventsThrough((await readMetas(servers.rd, prefix, cfg.shards)).map((m) => m.seq));
+  try {
+    ctx.progress.set({ phase: 'recovery: cold start on the backlog', sent: tracker.ackedEvents, done: 0 });
+    svc = await startService(svcOpts);
+    const s1 = svc;
+    await until('cold start restored', () => restoredAt(s1, cfg.shards) !== null, 60_000, 20);
+    const cold = {
+      spawnToReadyMs: svc.readyAt - svc.spawnedAt,
+      spawnToRestoredMs: restoredAt(svc, cfg.shards)! - svc.spawnedAt,
+      catchUpPerSec: NaN,
+    };
+    const half = Math.floor(tracker.ackedEvents / 2);
+    await until('half the backlog committed', async () => {
+      const c = await committed();
+      ctx.progress.set({ done: c });
+      return c >= half;
+    }, 10 * 60_000, 50);
+    await svc.kill();
+    const tKill = Date.now();
+    const killedAtCommitted = await committed();
+    cold.catchUpPerSec = (killedAtCommitted * 1000) / (tKill - svc.readyAt);
+    const p = servers.rd.pipeline();
+    for (let s = 0; s < cfg.shards; s++) p.strlen(keys.snapshot(s));
+    const snapshotBytes = ((await p.exec()) ?? []).reduce((a, [, v]) => a + Number(v ?? 0), 0);
+    ctx.progress.log(`recovery: SIGKILL at ${int(killedAtCommitted)} committed events; snapshots ${mib(snapshotBytes)}`);
+
+    ctx.progress.set({ phase: 'recovery: restart after SIGKILL', done: killedAtCommitted });
+    await sleep(200);
+    svc = await startService(svcOpts);
+    const s2 = svc;
+    await until('restart restored', () => restoredAt(s2, cfg.shards) !== null, 120_000, 10);
+    const restored = restoredAt(svc, cfg.shards)!;
+    await until('backlog replayed', async () => {
+      const metas = await readMetas(servers.rd, prefix, cfg.shards);
+      ctx.progress.set({ done: tracker.eventsThrough(metas.map((m) => m.seq)) });
+      return metas.every((m, s) => m.seq >= tracker.lastSeq[s]!);
+    }, 10 * 60_000, 40);
+    const tCaughtUp = Date.now();
+    const replayEvents = tracker.ackedEvents - killedAtCommitted;
+    const restart = {
+      spawnToReadyMs: svc.readyAt - svc.spawnedAt,
+      spawnToRestoredMs: restored - svc.spawnedAt,
+      snapshotRestoreMs: restored - svc.spawnedAt - cold.spawnToRestoredMs,
+      replayEvents,
+      replayMs: tCaughtUp - restored,
+      replayPerSec: (replayEvents * 1000) / (tCaughtUp - restored),
+      totalMs: tCaughtUp - svc.spawnedAt,
+    };
+    const [, lastMinute] = minuteRange(w);
+    ctx.progress.set({ phase: 'recovery: waiting for minutes to close', note: undefined });
+    const tc = Date.now();
+    await until('minutes closed', async () => (await readMetas(servers.rd, prefix, cfg.shards)).every((m) => m.closedThrough >= lastMinute), 150_000, 100);
+    const closeWaitMs = Date.now() - tc;
+    const exact = await checkExactness(servers.rd, prefix, cfg.shards, w);
+    const res: RecoveryResult = {
+      backlog: tracker.ackedEvents,
+      backlogPublishPerSec,
+      cold,
+      killedAtCommitted,
+      snapshotBytes,
+      restart,
+      closeWaitMs,
+      exact,
+    };
+    ctx.progress.log(
+      `recovery: restart→ready ${ms(restart.spawnToReadyMs)}, restart→restored ${ms(restart.spawnToRestoredMs)} ` +
+        `(snapshot ≈ ${ms(restart.snapshotRestoreMs)}), replay ${int(replayEvents)} events in ${ms(restart.replayMs)} ` +
+        `(${rate(restart.replayPerSec)}/s), exact=${exact.exact}`,
+    );
+    if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);
+    await svc.stop();
+    return res;
+  } finally {
+    await svc?.kill();
+    await deleteStream(servers.nc, topo.clicksStream);
+    await deleteStream(servers.nc, topo.deadLetterStream);
+    await servers.rd.flushall();
+  }
+}

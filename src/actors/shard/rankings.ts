@@ -1,0 +1,225 @@
+import { topN, type Ranked } from '../../model/top-n.ts';
+import { flatten, type FlatCounts, type MinuteCounts } from './minute-counts.ts';
+
+/**
+ * A shard's streaming top-K per ranking spec (window length × optional filter).
+ *
+ * Ads are partitioned by shard, so the global top-K is the top-K of the union of the shards'
+ * top-K lists: shards only ever send their top-K, never whole count tables.
+ * - final rankings: window [end − window, end) where end = closedThrough + 1; sent as the full
+ *   top-K list when a minute closes (and again if a late click corrects a minute in the window);
+ * - provisional rankings: window [P − window, P) where P is the end of the current wall-clock
+ *   minute, including open minutes; sent as deltas against the last list sent (`rev` numbered).
+ * The provisional top-K is exact with few candidates: an ad that is neither in the closed part's
+ * top-K nor in an open minute cannot beat any of the closed part's top-K.
+ */
+
+export interface RankSpec {
+  window: number;
+  dim: string | null;
+  value: string | null;
+}
+
+export function specKey(s: RankSpec): string {
+  return `${s.window}/${s.dim ?? ''}/${s.value ?? ''}`;
+}
+
+export function parseSpecKey(key: string): RankSpec {
+  const [w, dim, value] = key.split('/');
+  return { window: Number(w), dim: dim ? dim : null, value: dim ? (value ?? '') : null };
+}
+
+export type RankingUpdate =
+  | { k: 'final'; spec: string; end: number; list: FlatCounts }
+  | { k: 'prov'; spec: string; end: number; rev: number; full: boolean; changed: FlatCounts; removed: string[] };
+
+export interface RankingState {
+  finals: Array<{ spec: string; end: number; list: FlatCounts }>;
+  provs: Array<{ spec: string; end: number; rev: number; list: FlatCounts }>;
+}
+
+const FINAL_HISTORY = 3;
+
+interface SpecState {
+  spec: RankSpec;
+  leaseUntil: number;
+  finalEnd: number;
+  finalDirty: boolean;
+  finals: Map<number, Ranked[]>;
+  closedPart: { end: number; closedThrough: number; sums: Map<string, number>; top: Ranked[] } | undefined;
+  closedPartDirty: boolean;
+  provEnd: number;
+  provRev: number;
+  provSent: Map<string, number>;
+}
+
+export class ShardRankings {
+  private readonly retained = new Map<number, MinuteCounts>();
+  private readonly specs = new Map<string, SpecState>();
+
+  constructor(
+    readonly depth: number,
+    readonly maxWindow: number,
+    defaults: readonly RankSpec[] = [1, 5, 60].filter((w) => w <= maxWindow).map((window) => ({ window, dim: null, value: null })),
+  ) {
+    for (const s of defaults) this.addSpec(s, Infinity);
+  }
+
+  /** Registers (or renews the lease of) a spec a reducer asked for; returns false if it is out of range. */
+  addSpec(spec: RankSpec, leaseUntil: number): boolean {
+    if (!Number.isInteger(spec.window) || spec.window < 1 || spec.window > this.maxWindow) return false;
+    const key = specKey(spec);
+    const cur = this.specs.get(key);
+    if (cur) {
+      cur.leaseUntil = Math.max(cur.leaseUntil, leaseUntil);
+      return true;
+    }
+    this.specs.set(key, {
+      spec,
+      leaseUntil,
+      finalEnd: -1,
+      finalDirty: true,
+      finals: new Map(),
+      closedPart: undefined,
+      closedPartDirty: true,
+      provEnd: -1,
+      provRev: 0,
+      provSent: new Map(),
+    });
+    return true;
+  }
+
+  expireSpecs(now: number): void {
+    for (const [k, s] of this.specs) if (s.leaseUntil < now) this.specs.delete(k);
+  }
+
+  /** A minute closed: keep its counts (the same object keeps receiving late clicks until committed). */
+  retain(minute: number, mc: MinuteCounts): void {
+    this.retained.set(minute, mc);
+    this.markDirty(minute);
+  }
+
+  /** Retained counts of a closed minute, to apply a late click to after its commit. */
+  retainedMinute(minute: number): MinuteCounts | undefined {
+    return this.retained.get(minute);
+  }
+
+  /** A closed minute's counts changed (a late click): rankings whose windows hold it are recomputed. */
+  markDirty(minute: number): void {
+    for (const s of this.specs.values()) {
+      if (minute >= s.finalEnd - s.spec.window) s.finalDirty = true;
+      if (minute >= s.provEnd - s.spec.window) s.closedPartDirty = true;
+    }
+  }
+
+  /** Forgets closed minutes no window can reach any more. */
+  dropBefore(minute: number): void {
+    for (const m of this.retained.keys()) if (m < minute) this.retained.delete(m);
+  }
+
+  get retainedMinutes(): number {
+    return this.retained.size;
+  }
+
+  /**
+   * Updates to send now. `closedThrough`: last closed minute; `open`: open minutes;
+   * `provEnd`: end of the provisional window (wall-clock minute + 1); `withProvisional`: whether
+   * the provisional cadence (≤ 1/s) allows a provisional update now.
+   */
+  updates(closedThrough: number, open: ReadonlyMap<number, MinuteCounts>, provEnd: number, withProvisional: boolean): RankingUpdate[] {
+    const out: RankingUpdate[] = [];
+    if (closedThrough < 0) return out;
+    const end = closedThrough + 1;
+    for (const [key, s] of this.specs) {
+      if (end > s.finalEnd || s.finalDirty) {
+        const first = Math.max(s.finalEnd + 1, end - FINAL_HISTORY + 1);
+        const ends = s.finalDirty && end <= s.finalEnd ? [s.finalEnd] : range(first, end + 1);
+        for (const e of ends) {
+          const list = topN(this.sums(s.spec, e - s.spec.window, e), this.depth);
+          s.finals.set(e, list);
+          out.push({ k: 'final', spec: key, end: e, list: flatRanked(list) });
+        }
+        s.finalEnd = Math.max(s.finalEnd, end);
+        s.finalDirty = false;
+        for (const e of s.finals.keys()) if (e <= s.finalEnd - FINAL_HISTORY) s.finals.delete(e);
+      }
+      if (withProvisional) {
+        const u = this.provisional(key, s, closedThrough, open, provEnd);
+        if (u) out.push(u);
+      }
+    }
+    return out;
+  }
+
+  private provisional(
+    key: string,
+    s: SpecState,
+    closedThrough: number,
+    open: ReadonlyMap<number, MinuteCounts>,
+    provEnd: number,
+  ): RankingUpdate | undefined {
+    const from = provEnd - s.spec.window;
+    const cp = s.closedPart;
+    if (!cp || cp.end !== provEnd || cp.closedThrough !== closedThrough || s.closedPartDirty) {
+      const sums = this.sums(s.spec, from, Math.min(provEnd, closedThrough + 1));
+      s.closedPart = { end: provEnd, closedThrough, sums, top: topN(sums, this.depth) };
+      s.closedPartDirty = false;
+    }
+    const part = s.closedPart!;
+    const cand = new Map<string, number>();
+    for (const r of part.top) cand.set(r.ad_id, r.count);
+    for (const [m, mc] of open) {
+      if (m < from || m >= provEnd) continue;
+      const view = mc.view(s.spec.dim ?? undefined, s.spec.value ?? undefined);
+      if (!view) continue;
+      for (const [ad, n] of view) cand.set(ad, (cand.get(ad) ?? part.sums.get(ad) ?? 0) + n);
+    }
+    const list = topN(cand, this.depth);
+    const full = s.provEnd !== provEnd;
+    const changed: FlatCounts = [];
+    const next = new Map<string, number>();
+    for (const r of list) {
+      next.set(r.ad_id, r.count);
+      if (full || s.provSent.get(r.ad_id) !== r.count) changed.push(r.ad_id, r.count);
+    }
+    const removed = full ? [] : [...s.provSent.keys()].filter((ad) => !next.has(ad));
+    if (!full && changed.length === 0 && removed.length === 0) return undefined;
+    s.provSent = next;
+    s.provEnd = provEnd;
+    s.provRev++;
+    return { k: 'prov', spec: key, end: provEnd, rev: s.provRev, full, changed, removed };
+  }
+
+  /** Sum per ad over retained closed minutes in [from, to). */
+  private sums(spec: RankSpec, from: number, to: number): Map<string, number> {
+    const sums = new Map<string, number>();
+    for (let m = from; m < to; m++) {
+      const view = this.retained.get(m)?.view(spec.dim ?? undefined, spec.value ?? undefined);
+      if (view) for (const [ad, n] of view) sums.set(ad, (sums.get(ad) ?? 0) + n);
+    }
+    return sums;
+  }
+
+  /** Everything a reducer needs to (re)start: recent finals and the last provisional list per spec. */
+  state(): RankingState {
+    const finals: RankingState['finals'] = [];
+    const provs: RankingState['provs'] = [];
+    for (const [key, s] of this.specs) {
+      for (const [end, list] of s.finals) finals.push({ spec: key, end, list: flatRanked(list) });
+      if (s.provEnd >= 0) provs.push({ spec: key, end: s.provEnd, rev: s.provRev, list: flatten(s.provSent) });
+    }
+    return { finals, provs };
+  }
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i < to; i++) out.push(i);
+  return out;
+}
+
+function flatRanked(list: readonly Ranked[]): FlatCounts {
+  const out: FlatCounts = [];
+  for (const r of list) out.push(r.ad_id, r.count);
+  return out;
+}

@@ -1,0 +1,193 @@
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AdaggError, ErrorCode } from '../errors.ts';
+import { decodeBatch } from '../model/batch-codec.ts';
+import type { Click } from '../model/click.ts';
+import type { Topology } from './topology.ts';
+
+/**
+ * A bounded, read-only scan of the raw clicks stream by stream (store) time, for questions the shard
+ * actors do not pre-aggregate. It reads with its own ephemeral ordered consumers and never touches
+ * the actors' progress.
+ */
+
+export interface RawScanRequest {
+  /** Reads only this shard's subject; every shard's (`<prefix>.clicks.*`) when undefined. */
+  shard?: number | undefined;
+  /** Stream time window of the messages to read, epoch ms, both ends inclusive. */
+  startMs: number;
+  endMs: number;
+  /**
+   * Most messages the scan may read. When the window holds more, the scan ends with
+   * `stopped: 'limit'` (without reading anything if the count known at start already exceeds it).
+   */
+  maxMessages: number;
+  /** Aborting ends the scan: the returned promise rejects with `signal.reason`. */
+  signal?: AbortSignal | undefined;
+  /** Called after every message (cheap: assign the fields, don't do I/O). */
+  onProgress?: ((p: RawScanProgress) => void) | undefined;
+  /** Messages per pull request. @default 256 */
+  fetchSize?: number | undefined;
+}
+
+export interface RawBatch {
+  /** Stream sequence of the message. */
+  seq: number;
+  shard: number;
+  /** When JetStream stored the message (epoch ms). */
+  storedMs: number;
+  clicks: Click[];
+}
+
+export interface RawScanProgress {
+  scannedMessages: number;
+  /**
+   * Messages of the scanned subject(s) stored in the window up to the stream's last sequence at
+   * start (counted when the scan starts; an upper bound if the stream grows meanwhile).
+   */
+  totalMessages: number;
+  scannedClicks: number;
+}
+
+export interface RawScanResult extends RawScanProgress {
+  /**
+   * Why the scan ended: `end_time` at the first message stored after `endMs`, `caught_up` at the
+   * stream's last sequence taken at start (or when nothing is pending), `empty` when the window holds
+   * no message, `limit` when it holds more than `maxMessages`.
+   */
+  stopped: 'end_time' | 'caught_up' | 'empty' | 'limit';
+  /** First stream sequence at or after `startMs` and the stream's last sequence at start. */
+  fromSeq: number;
+  lastSeq: number;
+}
+
+interface TimeProbe {
+  /** First stream sequence stored at or after the time (last + 1 when none). */
+  seq: number;
+  /** Messages of the subject from `seq` to the end of the stream. */
+  pending: number;
+}
+
+/**
+ * Resolves a stream time to a sequence and a pending count with a `by_start_time` ordered consumer,
+ * deleted at once. A fresh consumer reports `delivered.stream_seq` = its start sequence − 1.
+ *
+ * The scan itself then reads from that sequence with a `by_start_sequence` ordered consumer: the
+ * client (@nats-io/jetstream 3.4) recreates an ordered consumer after a gap or missed heartbeats with
+ * its original config plus `deliver_policy: by_start_sequence`, which the server refuses while
+ * `opt_start_time` is still set, so a `by_start_time` ordered consumer never recovers from a reset.
+ */
+async function probeTime(js: JetStreamClient, stream: string, subject: string, ms: number): Promise<TimeProbe> {
+  const c = await js.consumers.get(stream, {
+    filter_subjects: subject,
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(Math.max(0, ms)).toISOString(),
+  });
+  const ci = await c.info(true);
+  await c.delete().catch(() => undefined);
+  return { seq: ci.delivered.stream_seq + 1, pending: ci.num_pending };
+}
+
+function shardOfSubject(subject: string): number {
+  return Number(subject.slice(subject.lastIndexOf('.') + 1));
+}
+
+/**
+ * Reads every message of the subject(s) stored in `[startMs, endMs]` in stream order, decodes it and
+ * awaits `onBatch` for it. Stops at the first message stored after `endMs`, or once caught up with the
+ * stream's last sequence taken at start (messages stored later are not read). A message that does not
+ * decode fails the scan with ADAGG_E_BATCH_CORRUPT naming its sequence.
+ */
+export async function scanRawClicks(
+  nc: NatsConnection,
+  topo: Topology,
+  req: RawScanRequest,
+  onBatch: (b: RawBatch) => void | Promise<void>,
+): Promise<RawScanResult> {
+  const signal = req.signal;
+  signal?.throwIfAborted();
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const stream = topo.clicksStream;
+  const subject = req.shard === undefined ? topo.clickSubjects : topo.clickSubject(req.shard);
+
+  // End before start: both counts then include the messages stored between the two probes after the
+  // window, so the difference can only over-count (by messages stored within these milliseconds).
+  const after = await probeTime(js, stream, subject, req.endMs + 1);
+  const start = await probeTime(js, stream, subject, req.startMs);
+  const lastSeq = (await jsm.streams.info(stream)).state.last_seq;
+  const progress: RawScanProgress = {
+    scannedMessages: 0,
+    totalMessages: Math.max(0, start.pending - after.pending),
+    scannedClicks: 0,
+  };
+  const result = (stopped: RawScanResult['stopped']): RawScanResult => ({ ...progress, stopped, fromSeq: start.seq, lastSeq });
+  req.onProgress?.(progress);
+  signal?.throwIfAborted();
+  if (progress.totalMessages === 0 || start.seq > lastSeq || start.seq >= after.seq) return result('empty');
+  if (progress.totalMessages > req.maxMessages) return result('limit');
+  // Messages at or after `after.seq` were stored after endMs: the scan never needs them.
+  const stopSeq = Math.min(lastSeq, after.seq - 1);
+
+  const consumer: Consumer = await js.consumers.get(stream, {
+    filter_subjects: subject,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: start.seq,
+  });
+  let stop: (() => void) | undefined;
+  const onAbort = (): void => stop?.();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    if ((await consumer.info(true)).num_pending === 0) return result('empty');
+    for (;;) {
+      signal?.throwIfAborted();
+      const iter = await consumer.fetch({ max_messages: req.fetchSize ?? 256, expires: 5000 });
+      stop = () => void iter.stop();
+      let got = 0;
+      let ended: RawScanResult['stopped'] | undefined;
+      for await (const m of iter) {
+        got++;
+        signal?.throwIfAborted();
+        if (m.seq > lastSeq) {
+          ended = 'caught_up';
+          break;
+        }
+        const storedMs = Math.floor(m.info.timestampNanos / 1_000_000);
+        if (storedMs > req.endMs) {
+          ended = 'end_time';
+          break;
+        }
+        if (progress.scannedMessages >= req.maxMessages) {
+          ended = 'limit';
+          break;
+        }
+        let clicks: Click[];
+        try {
+          clicks = decodeBatch(m.data);
+        } catch (err) {
+          const msg = err instanceof Error ? err.message : String(err);
+          throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
+        }
+        progress.scannedMessages++;
+        progress.scannedClicks += clicks.length;
+        await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
+        req.onProgress?.(progress);
+        if (m.seq >= stopSeq || m.info.pending === 0) {
+          ended = 'caught_up';
+          break;
+        }
+      }
+      stop = undefined;
+      signal?.throwIfAborted();
+      if (ended) {
+        iter.stop();
+        return result(ended);
+      }
+      // A pull that brought nothing: no message of the subject is pending any more.
+      if (got === 0) return result('caught_up');
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    await consumer.delete().catch(() => undefined);
+  }
+}

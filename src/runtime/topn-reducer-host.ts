@@ -1,0 +1,181 @@
+import { decode } from '@msgpack/msgpack';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { parseSpecKey, specKey, type RankingState, type RankingUpdate, type RankSpec } from '../actors/shard/rankings.ts';
+import { TopNReducer, type GlobalRanking } from '../actors/topn-reducer.ts';
+import type { Clock, TimerHandle } from './clock.ts';
+import type { Logger } from './logger.ts';
+import { Mailbox } from './mailbox.ts';
+import { ShardClient } from './shard-client.ts';
+import type { Topology } from './topology.ts';
+
+export interface ReducerHostOptions {
+  shards: number;
+  depth: number;
+  queryTimeoutMs: number;
+  /** Provisional rankings are emitted at most this often. @default 1000 */
+  provisionalIntervalMs?: number;
+  /** Lease of a spec registered with the shards; renewed while watched. @default 60000 */
+  specLeaseMs?: number;
+}
+
+type ReducerMsg =
+  | { k: 'updates'; shard: number; updates: RankingUpdate[] }
+  | { k: 'state'; shard: number; state: RankingState }
+  | { k: 'tick' };
+
+/**
+ * Hosts the top-N reducer actor: feeds it the shards' ranking updates from NATS, one message at a
+ * time, registers the specs watchers need with every shard, resyncs a shard after a gap, and
+ * emits global rankings: finals as minutes close, provisional ones at most once a second.
+ * Many watchers of one spec share this one computation.
+ */
+export class TopNReducerHost {
+  private readonly reducer: TopNReducer;
+  private readonly client: ShardClient;
+  private readonly mailbox = new Mailbox<ReducerMsg>(10_000);
+  private readonly watched = new Map<string, number>();
+  private readonly latest = new Map<string, { final?: GlobalRanking; prov?: GlobalRanking }>();
+  private readonly listeners = new Set<(r: GlobalRanking) => void>();
+  private sub: Subscription | undefined;
+  private loop: Promise<void> | undefined;
+  private timer: TimerHandle | undefined;
+  private lastRenew = 0;
+  private closed = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly topo: Topology,
+    private readonly opts: ReducerHostOptions,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.reducer = new TopNReducer(opts.shards, opts.depth);
+    this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, 2);
+  }
+
+  start(): void {
+    if (this.loop) throw new Error('TopNReducerHost.start() called twice');
+    this.sub = this.nc.subscribe(this.topo.rankingSubjects, {
+      callback: (err, msg) => {
+        if (err || this.closed) return;
+        try {
+          const m = decode(msg.data) as { shard: number; updates: RankingUpdate[] };
+          this.mailbox.force({ k: 'updates', shard: m.shard, updates: m.updates });
+        } catch (e) {
+          this.log.warn({ err: e }, 'undecodable ranking update dropped');
+        }
+      },
+    });
+    this.loop = this.run();
+    const tick = (): void => {
+      if (this.closed) return;
+      this.mailbox.force({ k: 'tick' });
+      this.timer = this.clock.setTimeout(tick, this.opts.provisionalIntervalMs ?? 1000);
+    };
+    tick();
+  }
+
+  onRanking(fn: (r: GlobalRanking) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Starts (or keeps) computing a spec; the first call registers it with every shard. */
+  watch(spec: RankSpec): string {
+    const key = specKey(spec);
+    const n = this.watched.get(key) ?? 0;
+    this.watched.set(key, n + 1);
+    if (n === 0) void this.register([spec]);
+    return key;
+  }
+
+  unwatch(key: string): void {
+    const n = (this.watched.get(key) ?? 1) - 1;
+    if (n > 0) {
+      this.watched.set(key, n);
+      return;
+    }
+    this.watched.delete(key);
+  }
+
+  /** Latest final and provisional global rankings of a spec. */
+  current(key: string): { final?: GlobalRanking; prov?: GlobalRanking } {
+    return this.latest.get(key) ?? {};
+  }
+
+  private async register(specs: RankSpec[]): Promise<void> {
+    await Promise.all(
+      [...Array(this.opts.shards).keys()].map(async (shard) => {
+        try {
+          const state = await this.client.ask<RankingState>(shard, { op: 'rank-specs', specs, leaseMs: this.opts.specLeaseMs ?? 60_000 });
+          if (!this.closed) this.mailbox.force({ k: 'state', shard, state });
+        } catch (err) {
+          this.log.warn({ shard, err }, 'ranking spec registration failed; retried at the next renewal');
+        }
+      }),
+    );
+  }
+
+  private async resync(shard: number): Promise<void> {
+    try {
+      const state = await this.client.ask<RankingState>(shard, { op: 'rank-state' });
+      if (!this.closed) this.mailbox.force({ k: 'state', shard, state });
+    } catch (err) {
+      this.log.warn({ shard, err }, 'ranking resync failed');
+    }
+  }
+
+  private async run(): Promise<void> {
+    for (;;) {
+      const msg = await this.mailbox.take();
+      if (!msg) return;
+      try {
+        this.handle(msg);
+      } catch (err) {
+        this.log.error({ err }, 'reducer message failed');
+      }
+    }
+  }
+
+  private handle(msg: ReducerMsg): void {
+    switch (msg.k) {
+      case 'updates': {
+        const { finals, resync } = this.reducer.apply(msg.shard, msg.updates);
+        if (resync) void this.resync(msg.shard);
+        for (const key of finals) this.emit(this.reducer.changed(this.reducer.globalFinal(key)));
+        break;
+      }
+      case 'state': {
+        for (const key of this.reducer.load(msg.shard, msg.state)) this.emit(this.reducer.changed(this.reducer.globalFinal(key)));
+        break;
+      }
+      case 'tick': {
+        for (const key of this.watched.keys()) this.emit(this.reducer.changed(this.reducer.globalProvisional(key)));
+        const lease = this.opts.specLeaseMs ?? 60_000;
+        if (this.clock.now() - this.lastRenew > lease / 3 && this.watched.size > 0) {
+          this.lastRenew = this.clock.now();
+          void this.register([...this.watched.keys()].map(parseSpecKey));
+        }
+        break;
+      }
+    }
+  }
+
+  private emit(r: GlobalRanking | undefined): void {
+    if (!r) return;
+    const cur = this.latest.get(r.spec) ?? {};
+    if (r.final) cur.final = r;
+    else cur.prov = r;
+    this.latest.set(r.spec, cur);
+    for (const l of this.listeners) l(r);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.sub?.unsubscribe();
+    this.mailbox.close();
+    await this.loop;
+  }
+}

@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import { AdaggError, ErrorCode } from '../../src/errors.ts';
+import { Mailbox } from '../../src/runtime/mailbox.ts';
+
+/** Lets every pending promise continuation run. */
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function rejectionCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return e instanceof AdaggError ? e.code : `not an AdaggError: ${String(e)}`;
+  }
+  return 'resolved';
+}
+
+function throwCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return e instanceof AdaggError ? e.code : `not an AdaggError: ${String(e)}`;
+  }
+  return 'no error';
+}
+
+describe('Mailbox', () => {
+  it('rejects a capacity that is not a positive integer', () => {
+    for (const c of [0, -1, 1.5, NaN]) expect(() => new Mailbox<number>(c)).toThrow(RangeError);
+  });
+
+  it('delivers in FIFO order, also across internal compaction', async () => {
+    const mb = new Mailbox<number>(10_000);
+    let next = 0;
+    let expected = 0;
+    const got: number[] = [];
+    // Interleave offers and takes so the head index passes the compaction threshold several times.
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < 1500; i++) expect(mb.offer(next++)).toBe(true);
+      for (let i = 0; i < 1200; i++) got.push((await mb.take())!);
+    }
+    while (mb.size > 0) got.push((await mb.take())!);
+    expect(got.length).toBe(next);
+    for (const v of got) expect(v).toBe(expected++);
+  });
+
+  it('a take waiting on an empty box receives the next item', async () => {
+    const mb = new Mailbox<string>(2);
+    const t = mb.take();
+    await flush();
+    await mb.put('a');
+    expect(await t).toBe('a');
+    expect(mb.size).toBe(0);
+  });
+
+  it('put waits while the box is full and resumes after a take', async () => {
+    const mb = new Mailbox<string>(2);
+    await mb.put('a');
+    await mb.put('b');
+    expect(mb.size).toBe(2);
+    let done = false;
+    const p = mb.put('c').then(() => (done = true));
+    await flush();
+    expect(done).toBe(false);
+    expect(mb.size).toBe(2);
+
+    expect(await mb.take()).toBe('a');
+    await p;
+    expect(done).toBe(true);
+    expect(mb.size).toBe(2);
+    expect(await mb.take()).toBe('b');
+    expect(await mb.take()).toBe('c');
+  });
+
+  it('several waiting producers all get through, in order, as the consumer drains', async () => {
+    const mb = new Mailbox<number>(1);
+    await mb.put(0);
+    const puts = [1, 2, 3, 4].map((n) => mb.put(n));
+    await flush();
+    expect(mb.size).toBe(1);
+    const got: number[] = [];
+    for (let i = 0; i < 5; i++) got.push((await mb.take())!);
+    await Promise.all(puts);
+    expect(got).toEqual([0, 1, 2, 3, 4]);
+    expect(mb.size).toBe(0);
+  });
+
+  it('offer returns false when full and leaves the box unchanged', async () => {
+    const mb = new Mailbox<number>(2);
+    expect(mb.offer(1)).toBe(true);
+    expect(mb.offer(2)).toBe(true);
+    expect(mb.offer(3)).toBe(false);
+    expect(mb.size).toBe(2);
+    expect(await mb.take()).toBe(1);
+    expect(mb.offer(4)).toBe(true);
+    expect(await mb.take()).toBe(2);
+    expect(await mb.take()).toBe(4);
+  });
+
+  it('force enqueues past capacity; put then waits until the box is below capacity again', async () => {
+    const mb = new Mailbox<string>(1);
+    mb.force('a');
+    mb.force('b');
+    mb.force('c');
+    expect(mb.size).toBe(3);
+    expect(mb.offer('x')).toBe(false);
+    let done = false;
+    const p = mb.put('d').then(() => (done = true));
+    expect(await mb.take()).toBe('a');
+    await flush();
+    expect(done).toBe(false); // still 2 >= 1
+    expect(await mb.take()).toBe('b');
+    await flush();
+    expect(done).toBe(false);
+    expect(await mb.take()).toBe('c');
+    await p;
+    expect(await mb.take()).toBe('d');
+  });
+
+  it('close: pending items drain, then take returns undefined; puts reject with ADAGG_E_MAILBOX_CLOSED', async () => {
+    const mb = new Mailbox<string>(5);
+    await mb.put('a');
+    await mb.put('b');
+    mb.close();
+    expect(await rejectionCode(mb.put('c'))).toBe(ErrorCode.MailboxClosed);
+    expect(throwCode(() => mb.force('d'))).toBe(ErrorCode.MailboxClosed);
+    expect(throwCode(() => mb.offer('e'))).toBe(ErrorCode.MailboxClosed);
+    expect(await mb.take()).toBe('a');
+    expect(await mb.take()).toBe('b');
+    expect(await mb.take()).toBeUndefined();
+    expect(await mb.take()).toBeUndefined();
+  });
+
+  it('close wakes a waiting taker with undefined and a waiting producer with a rejection', async () => {
+    const empty = new Mailbox<string>(1);
+    const t = empty.take();
+    await flush();
+    empty.close();
+    expect(await t).toBeUndefined();
+
+    const full = new Mailbox<string>(1);
+    await full.put('a');
+    const p = full.put('b');
+    await flush();
+    full.close();
+    expect(await rejectionCode(p)).toBe(ErrorCode.MailboxClosed);
+    expect(await full.take()).toBe('a');
+    expect(await full.take()).toBeUndefined();
+  });
+
+  it('clear returns the dropped items in order and frees the space', async () => {
+    const mb = new Mailbox<number>(3);
+    for (const n of [1, 2, 3]) await mb.put(n);
+    expect(await mb.take()).toBe(1);
+    mb.force(4);
+    expect(mb.clear()).toEqual([2, 3, 4]);
+    expect(mb.size).toBe(0);
+    expect(mb.clear()).toEqual([]);
+    expect(mb.offer(5)).toBe(true);
+    expect(await mb.take()).toBe(5);
+  });
+
+  it('clear wakes a waiting producer, whose item then goes in', async () => {
+    const mb = new Mailbox<number>(1);
+    await mb.put(1);
+    let done = false;
+    const p = mb.put(2).then(() => (done = true));
+    await flush();
+    expect(done).toBe(false);
+    expect(mb.clear()).toEqual([1]);
+    await p;
+    expect(await mb.take()).toBe(2);
+  });
+});
