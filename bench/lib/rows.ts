@@ -50,7 +50,7 @@ export function pipelineRows(runs: PipelineRun[]): Row[] {
       scenario: S,
       figure: 'CPU cores used during the run (median run)',
       value: `service ${m.cores.service.toFixed(2)}`,
-      note: `load generator ${m.cores.bench.toFixed(2)}, nats-server ${m.cores.nats.toFixed(2)}, redis-server ${m.cores.redis.toFixed(2)} (2 cores in total)`,
+      note: `load generator ${m.cores.bench.toFixed(2)}, nats-server ${m.cores.nats.toFixed(2)}, redis-server ${m.cores.redis.toFixed(2)}, other processes on the machine ${m.cores.others.toFixed(2)} (2 cores in total)`,
     },
     {
       scenario: S,
@@ -68,7 +68,7 @@ export function transportRows(t: TransportResult, runs: PipelineRun[]): Row[] {
       scenario: 'transport',
       figure: 'transport limit, events/s',
       value: rate(t.eventsPerSec),
-      note: `${int(t.events)} events in ${int(t.messages)} messages; ordered consumer per shard subject, counting only; publish ${rate(t.publishPerSec)}/s; cores: consumer ${t.cores.consumer.toFixed(2)}, load generator ${t.cores.bench.toFixed(2)}, nats ${t.cores.nats.toFixed(2)}`,
+      note: `${int(t.events)} events in ${int(t.messages)} messages; ordered consumer per shard subject, counting only; publish ${rate(t.publishPerSec)}/s; cores: consumer ${t.cores.consumer.toFixed(2)}, load generator ${t.cores.bench.toFixed(2)}, nats ${t.cores.nats.toFixed(2)}, other processes ${t.cores.others.toFixed(2)}`,
     },
     { scenario: 'transport', figure: 'pipeline / transport', value: Number.isFinite(p) ? `${((100 * p) / t.eventsPerSec).toFixed(0)} %` : 'n/a', note: 'median pipeline rate / transport rate' },
   ];
@@ -82,7 +82,7 @@ export function naiveRows(n: NaiveResult, runs: PipelineRun[]): Row[] {
       scenario: 'naive',
       figure: 'naive HINCRBY consumer, events/s',
       value: rate(n.eventsPerSec),
-      note: `${int(n.events)} events; cores: consumer ${n.cores.consumer.toFixed(2)}, redis ${n.cores.redis.toFixed(2)}, nats ${n.cores.nats.toFixed(2)}${Number.isFinite(p) ? `; pipeline / naive = ${(p / n.eventsPerSec).toFixed(2)}×` : ''}`,
+      note: `${int(n.events)} events; cores: consumer ${n.cores.consumer.toFixed(2)}, redis ${n.cores.redis.toFixed(2)}, nats ${n.cores.nats.toFixed(2)}, load generator ${n.cores.bench.toFixed(2)}, other processes ${n.cores.others.toFixed(2)}${Number.isFinite(p) ? `; pipeline / naive = ${(p / n.eventsPerSec).toFixed(2)}×` : ''}`,
     },
     {
       scenario: 'naive',
@@ -135,8 +135,8 @@ export function recoveryRows(r: RecoveryResult): Row[] {
   return [
     { scenario: R, figure: 'backlog', value: `${int(r.backlog)} events`, note: `published with the service stopped at ${rate(r.backlogPublishPerSec)}/s; cold start caught up at ${rate(r.cold.catchUpPerSec)}/s, SIGKILL at ${int(r.killedAtCommitted)} committed` },
     { scenario: R, figure: 'restart → /readyz', value: ms(r.restart.spawnToReadyMs), note: `cold start: ${ms(r.cold.spawnToReadyMs)}` },
-    { scenario: R, figure: 'restart → all shards restored', value: ms(r.restart.spawnToRestoredMs), note: `cold start (no snapshot): ${ms(r.cold.spawnToRestoredMs)}` },
-    { scenario: R, figure: 'snapshot restore (≈ restored − cold baseline)', value: ms(r.restart.snapshotRestoreMs), note: `snapshots at the kill: ${mib(r.snapshotBytes)} over all shards` },
+    { scenario: R, figure: 'restart → all shards restored', value: ms(r.restart.spawnToRestoredMs), note: `of which process boot to first actor start ${ms(r.restart.bootMs)}; cold start (no snapshot): ${ms(r.cold.spawnToRestoredMs)}` },
+    { scenario: R, figure: 'snapshot restore (all shards)', value: ms(r.restart.snapshotRestoreMs), note: `first actor start → last 'shard actor restored' (slowest shard alone ${ms(r.restart.snapshotRestoreMaxShardMs)}; cold start without snapshots ${ms(r.cold.restoreSpanMs)}); snapshots at the kill: ${mib(r.snapshotBytes)} over all shards` },
     { scenario: R, figure: 'replay to the stream end', value: ms(r.restart.replayMs), note: `${int(r.restart.replayEvents)} events at ${rate(r.restart.replayPerSec)}/s; restart → caught up ${ms(r.restart.totalMs)}` },
     { scenario: R, figure: 'exact after SIGKILL + restart', value: String(r.exact.exact), note: `${r.exact.sampled} sampled ads + full check of ${int(r.exact.fullAdsCompared)} ads; counted ${int(r.exact.totalCounted)} = truth ${int(r.exact.totalTruth)}${r.exact.examples.length ? `; ${r.exact.examples.slice(0, 3).join('; ')}` : ''}` },
   ];

@@ -47,7 +47,7 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
   const D = cfg.latencySeconds * 1000;
   const allowedLatenessMs = 10_000;
   const tag = prefix.slice(-5);
-  const w = new Workload(liveSpec(cfg, Math.ceil((R * D) / 1000) + R, cfg.seed + 300, `l${tag}`));
+  const w = new Workload(liveSpec(cfg, Math.ceil((R * (D + cfg.finalWaitMs)) / 1000) + R, cfg.seed + 300, `l${tag}`));
   const tracker = new AckTracker(cfg.shards);
   const producer = new TrackingProducer(servers.nc, topology(prefix), cfg.shards, cfg.maxBatch, tracker);
   const nProbes = Math.floor(D / 100);
@@ -104,9 +104,20 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
   let nextProbe = t0;
   let ackedInWindow = 0;
   let failed: unknown;
+  let achievedRate = NaN;
+  let finalsPending = true;
   for (;;) {
     const now = Date.now();
-    if (now - t0 >= D) break;
+    if (now - t0 >= D) {
+      // Tail: the same offered load keeps running (unmeasured) until the final probes' minutes close.
+      if (!runEnded) {
+        runEnded = now;
+        achievedRate = (ackedInWindow * 1000) / D;
+        void Promise.all(probeTasks).then(() => (finalsPending = false));
+        ctx.progress.set({ note: `measured window over; load continues until the final probes are final (≤ ${ms(cfg.finalWaitMs)})` });
+      }
+      if (!finalsPending || now > runEnded + cfg.finalWaitMs) break;
+    }
     const due = Math.floor((R * (now - t0)) / 1000) - sent;
     if (due > 0 && inflight < 256) {
       const clicks = w.take(due);
@@ -120,17 +131,20 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
         (err: unknown) => (failed = err),
       );
     }
-    if (now >= nextProbe && k < nProbes) {
+    if (!runEnded && now >= nextProbe && k < nProbes) {
       probeTasks.push(probe(k++));
       nextProbe += 100;
     }
-    ctx.progress.set({ sent: tracker.ackedEvents, note: `probes visible ${visible.length}/${k}` });
+    ctx.progress.set({
+      sent: tracker.ackedEvents,
+      note: runEnded
+        ? `tail: final ${finals.filter((f) => f.ackToFinalMs !== null).length}/${finals.length}`
+        : `probes visible ${visible.length}/${k}`,
+    });
     if (failed) throw failed;
     await sleep(5);
   }
-  runEnded = Date.now();
-  const achievedRate = (ackedInWindow * 1000) / D;
-  ctx.progress.set({ note: `load stopped; waiting for probes to be visible/final (≤ ${ms(cfg.finalWaitMs)})` });
+  ctx.progress.set({ note: 'waiting for the last probes' });
   await Promise.all(probeTasks);
   const res: LatencyResult = {
     targetRate: R,

@@ -15,7 +15,7 @@ import { drive } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { minuteRange } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { cpuMsOf } from '../lib/service.ts';
+import { CpuMeter } from '../lib/cpu.ts';
 import { int, ms, rate, sleep, until } from '../lib/stats.ts';
 import { startWorker, type Worker } from '../lib/worker.ts';
 import { rankOf, Workload } from '../lib/workload.ts';
@@ -41,7 +41,7 @@ export interface NaiveResult {
   duplicatesSent: number;
   eventsPerSec: number;
   durationMs: number;
-  cores: { consumer: number; redis: number; nats: number };
+  cores: { consumer: number; redis: number; nats: number; bench: number; others: number };
   noCrash: NaiveCount;
   crash: NaiveCount & {
     killedAtApplied: number;
@@ -107,18 +107,14 @@ export async function runNaive(ctx: Ctx): Promise<NaiveResult> {
     const tracker = new AckTracker(cfg.shards);
     const producer = new TrackingProducer(servers.nc, topo, cfg.shards, cfg.maxBatch, tracker);
     const lastSeq = () => Math.max(...tracker.lastSeq);
-    const c0 = { w: cpuMsOf(worker.pid), r: cpuMsOf(servers.redis.pid), n: cpuMsOf(servers.nats.pid), t: Date.now() };
+    const meter = new CpuMeter({ consumer: worker.pid, redis: servers.redis.pid, nats: servers.nats.pid });
     const wk = worker;
     const r = await drive(ctx, 'naive: throughput', w, producer, async () => {
       const applied = wk.state()?.applied ?? 0;
       return { done: applied, complete: applied >= w.sent && (await consumerDone(topo.clicksStream, 'naive1', lastSeq(), ctx)) };
     });
-    const wall = Date.now() - c0.t;
-    const cores = {
-      consumer: (cpuMsOf(worker.pid) - c0.w) / wall,
-      redis: (cpuMsOf(servers.redis.pid) - c0.r) / wall,
-      nats: (cpuMsOf(servers.nats.pid) - c0.n) / wall,
-    };
+    const cpu = meter.read();
+    const cores = { consumer: cpu.cores.consumer!, redis: cpu.cores.redis!, nats: cpu.cores.nats!, bench: cpu.cores.bench!, others: cpu.others };
     await worker.stop();
     worker = undefined;
     const noCrash = await naiveCount(servers.rd, `${prefix}:naive1`, w);

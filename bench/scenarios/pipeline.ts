@@ -10,11 +10,12 @@ import path from 'node:path';
 import { topology } from '../../src/runtime/topology.ts';
 import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
 import { summariseProfiles, type SelfTime } from '../lib/cpuprofile.ts';
+import { CpuMeter } from '../lib/cpu.ts';
 import { drive, type Sample } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { cpuMsOf, metric, rssOf, serviceStatus, startService } from '../lib/service.ts';
+import { metric, rssOf, serviceStatus, startService } from '../lib/service.ts';
 import { int, max, median, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
@@ -37,7 +38,8 @@ export interface PipelineRun {
   rss: { baseline: number; steady: number; peak: number; end: number };
   trackedIds: number;
   rssPerMillionIds: number;
-  cores: { service: number; bench: number; nats: number; redis: number };
+  /** Cores used during the run; `others` = every other process on the machine (noise). */
+  cores: { service: number; bench: number; nats: number; redis: number; others: number };
   snapshotBytes: number;
   commits: number;
   commitMeanMs: number;
@@ -63,13 +65,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     const w = new Workload(spreadSpec(cfg, events, cfg.seed + index, `k${index}${prefix.slice(-4)}`));
     const tracker = new AckTracker(cfg.shards);
     const producer = new TrackingProducer(servers.nc, topology(prefix), cfg.shards, cfg.maxBatch, tracker);
-    const cpu0 = {
-      service: cpuMsOf(svc.pid),
-      bench: process.cpuUsage(),
-      nats: cpuMsOf(servers.nats.pid),
-      redis: cpuMsOf(servers.redis.pid),
-      t: Date.now(),
-    };
+    const meter = new CpuMeter({ service: svc.pid, nats: servers.nats.pid, redis: servers.redis.pid });
     const r = await drive(ctx, `pipeline run ${index + 1}/${cfg.pipelineRuns}`, w, producer, async () => {
       const metas = await readMetas(servers.rd, prefix, cfg.shards);
       return {
@@ -78,13 +74,13 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
         rss: rssOf(svc.pid),
       };
     });
-    const wall = Date.now() - cpu0.t;
-    const bu = process.cpuUsage(cpu0.bench);
+    const cpu = meter.read();
     const cores = {
-      service: (cpuMsOf(svc.pid) - cpu0.service) / wall,
-      bench: (bu.user + bu.system) / 1000 / wall,
-      nats: (cpuMsOf(servers.nats.pid) - cpu0.nats) / wall,
-      redis: (cpuMsOf(servers.redis.pid) - cpu0.redis) / wall,
+      service: cpu.cores.service!,
+      bench: cpu.cores.bench!,
+      nats: cpu.cores.nats!,
+      redis: cpu.cores.redis!,
+      others: cpu.others,
     };
     const end = rssOf(svc.pid);
     const status = await serviceStatus(svc.url);
@@ -136,7 +132,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     ctx.progress.log(
       `pipeline run ${index + 1}: ${rate(run.eventsPerSec)} events/s (${int(run.events)} events in ${ms(run.durationMs)}, ` +
         `drain ${ms(run.drainMs)}), exact=${exact.exact}, RSS steady ${mib(run.rss.steady)} peak ${mib(run.rss.peak)}, ` +
-        `cores service ${cores.service.toFixed(2)} bench ${cores.bench.toFixed(2)} nats ${cores.nats.toFixed(2)} redis ${cores.redis.toFixed(2)}`,
+        `cores service ${cores.service.toFixed(2)} bench ${cores.bench.toFixed(2)} nats ${cores.nats.toFixed(2)} redis ${cores.redis.toFixed(2)} others ${cores.others.toFixed(2)}`,
     );
     if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);
     await svc.stop();

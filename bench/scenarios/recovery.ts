@@ -19,15 +19,19 @@ import { Workload } from '../lib/workload.ts';
 export interface RecoveryResult {
   backlog: number;
   backlogPublishPerSec: number;
-  cold: { spawnToReadyMs: number; spawnToRestoredMs: number; catchUpPerSec: number };
+  cold: { spawnToReadyMs: number; spawnToRestoredMs: number; restoreSpanMs: number; catchUpPerSec: number };
   killedAtCommitted: number;
   snapshotBytes: number;
   restart: {
     spawnToReadyMs: number;
     /** Spawn → last shard's 'shard actor restored' (process boot + connect + snapshot load/decode). */
     spawnToRestoredMs: number;
-    /** The same minus the cold start's spawn → restored (no snapshot): snapshot load + decode. */
+    /** Spawn → first shard actor incarnation starts (node + tsx boot, connections, streams). */
+    bootMs: number;
+    /** First actor start → last shard restored: ownership, snapshot GET and decode of all shards (one event loop). */
     snapshotRestoreMs: number;
+    /** Longest single shard's start → restored. */
+    snapshotRestoreMaxShardMs: number;
     replayEvents: number;
     /** Last shard restored → committed seq reaches the stream end on every shard. */
     replayMs: number;
@@ -40,10 +44,28 @@ export interface RecoveryResult {
 }
 
 function restoredAt(svc: Service, shards: number): number | null {
-  const times = new Map<number, number>();
-  for (const l of svc.logs) if (l.msg === 'shard actor restored' && typeof l.shard === 'number') times.set(l.shard, l.time);
-  if (times.size < shards) return null;
-  return Math.max(...times.values());
+  return restoreTimes(svc, shards)?.lastRestored ?? null;
+}
+
+/**
+ * From the service's info log: per shard, the supervisor's 'lifecycle transition' to running (the
+ * incarnation starts: take ownership, load the snapshot, decode it) and 'shard actor restored'.
+ */
+function restoreTimes(svc: Service, shards: number): { firstStart: number; lastRestored: number; maxPerShard: number } | null {
+  const start = new Map<number, number>();
+  const done = new Map<number, number>();
+  for (const l of svc.logs) {
+    if (l.msg === 'lifecycle transition' && l.to === 'running' && typeof l.actor === 'string' && l.actor.startsWith('shard-')) {
+      const s = Number(l.actor.slice(6));
+      if (!start.has(s)) start.set(s, l.time);
+    }
+    if (l.msg === 'shard actor restored' && typeof l.shard === 'number' && !done.has(l.shard)) done.set(l.shard, l.time);
+  }
+  if (done.size < shards) return null;
+  const firstStart = start.size ? Math.min(...start.values()) : NaN;
+  let maxPerShard = 0;
+  for (const [s, t] of done) maxPerShard = Math.max(maxPerShard, t - (start.get(s) ?? NaN));
+  return { firstStart, lastRestored: Math.max(...done.values()), maxPerShard };
 }
 
 export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
@@ -68,9 +90,11 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     svc = await startService(svcOpts);
     const s1 = svc;
     await until('cold start restored', () => restoredAt(s1, cfg.shards) !== null, 60_000, 20);
+    const ct = restoreTimes(svc, cfg.shards)!;
     const cold = {
       spawnToReadyMs: svc.readyAt - svc.spawnedAt,
-      spawnToRestoredMs: restoredAt(svc, cfg.shards)! - svc.spawnedAt,
+      spawnToRestoredMs: ct.lastRestored - svc.spawnedAt,
+      restoreSpanMs: ct.lastRestored - ct.firstStart,
       catchUpPerSec: NaN,
     };
     const half = Math.floor(tracker.ackedEvents / 2);
@@ -93,7 +117,8 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     svc = await startService(svcOpts);
     const s2 = svc;
     await until('restart restored', () => restoredAt(s2, cfg.shards) !== null, 120_000, 10);
-    const restored = restoredAt(svc, cfg.shards)!;
+    const rt = restoreTimes(svc, cfg.shards)!;
+    const restored = rt.lastRestored;
     await until('backlog replayed', async () => {
       const metas = await readMetas(servers.rd, prefix, cfg.shards);
       ctx.progress.set({ done: tracker.eventsThrough(metas.map((m) => m.seq)) });
@@ -104,7 +129,9 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     const restart = {
       spawnToReadyMs: svc.readyAt - svc.spawnedAt,
       spawnToRestoredMs: restored - svc.spawnedAt,
-      snapshotRestoreMs: restored - svc.spawnedAt - cold.spawnToRestoredMs,
+      bootMs: rt.firstStart - svc.spawnedAt,
+      snapshotRestoreMs: restored - rt.firstStart,
+      snapshotRestoreMaxShardMs: rt.maxPerShard,
       replayEvents,
       replayMs: tCaughtUp - restored,
       replayPerSec: (replayEvents * 1000) / (tCaughtUp - restored),
@@ -128,7 +155,7 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     };
     ctx.progress.log(
       `recovery: restart→ready ${ms(restart.spawnToReadyMs)}, restart→restored ${ms(restart.spawnToRestoredMs)} ` +
-        `(snapshot ≈ ${ms(restart.snapshotRestoreMs)}), replay ${int(replayEvents)} events in ${ms(restart.replayMs)} ` +
+        `(boot ${ms(restart.bootMs)}, snapshots ${ms(restart.snapshotRestoreMs)}), replay ${int(replayEvents)} events in ${ms(restart.replayMs)} ` +
         `(${rate(restart.replayPerSec)}/s), exact=${exact.exact}`,
     );
     if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);

@@ -10,7 +10,7 @@ import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
 import { drive } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { cpuMsOf } from '../lib/service.ts';
+import { CpuMeter } from '../lib/cpu.ts';
 import { int, ms, rate } from '../lib/stats.ts';
 import { startWorker } from '../lib/worker.ts';
 import { Workload } from '../lib/workload.ts';
@@ -21,7 +21,7 @@ export interface TransportResult {
   eventsPerSec: number;
   publishPerSec: number;
   durationMs: number;
-  cores: { consumer: number; bench: number; nats: number };
+  cores: { consumer: number; bench: number; nats: number; others: number };
 }
 
 interface ConsumerState {
@@ -46,7 +46,7 @@ export async function runTransport(ctx: Ctx): Promise<TransportResult> {
     const w = new Workload(spreadSpec(cfg, cfg.transportEvents, cfg.seed + 100, `t${prefix.slice(-4)}`));
     const tracker = new AckTracker(cfg.shards);
     const producer = new TrackingProducer(servers.nc, topo, cfg.shards, cfg.maxBatch, tracker);
-    const c0 = { w: cpuMsOf(worker.pid), b: process.cpuUsage(), n: cpuMsOf(servers.nats.pid), t: Date.now() };
+    const meter = new CpuMeter({ consumer: worker.pid, nats: servers.nats.pid });
     const r = await drive(ctx, 'transport', w, producer, async () => {
       const st = worker.state();
       return {
@@ -54,19 +54,14 @@ export async function runTransport(ctx: Ctx): Promise<TransportResult> {
         complete: st !== undefined && st.lastSeq.every((seq, s) => seq >= tracker.lastSeq[s]!),
       };
     });
-    const wall = Date.now() - c0.t;
-    const bu = process.cpuUsage(c0.b);
+    const cpu = meter.read();
     const res: TransportResult = {
       events: w.sent,
       messages: tracker.ackedMessages,
       eventsPerSec: r.eventsPerSec,
       publishPerSec: r.publishPerSec,
       durationMs: r.tDone - r.t0,
-      cores: {
-        consumer: (cpuMsOf(worker.pid) - c0.w) / wall,
-        bench: (bu.user + bu.system) / 1000 / wall,
-        nats: (cpuMsOf(servers.nats.pid) - c0.n) / wall,
-      },
+      cores: { consumer: cpu.cores.consumer!, bench: cpu.cores.bench!, nats: cpu.cores.nats!, others: cpu.others },
     };
     ctx.progress.log(`transport: ${rate(res.eventsPerSec)} events/s (${int(res.events)} events, ${int(res.messages)} messages in ${ms(res.durationMs)})`);
     return res;

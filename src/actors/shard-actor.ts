@@ -74,6 +74,8 @@ export interface TopQueryReply {
   /** Minutes summed into `counts`; the caller reads the others from the store. */
   covered: number[];
   counts: Array<string | number>;
+  /** Unflushed corrected values of closed minutes (per minute, flat ad/count) that override the store. */
+  corrections: Array<[number, Array<string | number>]>;
   closedThrough: number;
 }
 
@@ -282,7 +284,13 @@ export class ShardActor {
       const view = mc.view(q.dim, q.value);
       if (view) for (const [ad, n] of view) sums.set(ad, (sums.get(ad) ?? 0) + n);
     }
-    return { covered, counts: flatten(sums), closedThrough: this.closedThrough };
+    const corrections: TopQueryReply['corrections'] = [];
+    for (const [m, mc] of this.corrections) {
+      if (m < q.fromMinute || m >= q.toMinute) continue;
+      const view = mc.view(q.dim, q.value);
+      if (view && view.size > 0) corrections.push([m, flatten(view)]);
+    }
+    return { covered, counts: flatten(sums), corrections, closedThrough: this.closedThrough };
   }
 
   /** Ranking updates to publish now (final lists on minute close, provisional deltas if due). */

@@ -1,3 +1,4 @@
+import { actorRegistry } from '../actors/index.ts';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { GatewayService } from '../gateway/gateway-service.ts';
@@ -42,9 +43,9 @@ export async function startAllInOne(): Promise<void> {
   if (servers.length) await recordServers(o.dataDir, servers.map((s) => s.pid));
   const full = { ...o, natsUrl, redisUrl };
   const events = new RuntimeEvents();
-  const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { events, log });
+  const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { actors: actorRegistry, events, log });
   await node.start();
-  const gateway = new GatewayService(full, { events, log });
+  const gateway = new GatewayService(full, { actors: actorRegistry, events, log });
   const { url } = await gateway.start();
   log.info({ url, natsUrl, redisUrl, shards: o.shards }, 'adagg is ready');
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { ActorRegistry } from '../actors/index.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -18,6 +19,8 @@ import { QueryService } from './query-service.ts';
 import { buildGateway } from './server.ts';
 
 export interface GatewayServiceDeps {
+  /** The actor kinds the gateway hosts (the top-N reducer; src/actors/index.ts). */
+  actors: Pick<ActorRegistry, 'createTopNReducer'>;
   clock?: Clock;
   log?: Logger;
   /** Shared with a co-located runtime node so /metrics shows both. */
@@ -38,7 +41,7 @@ export class GatewayService {
 
   constructor(
     private readonly opts: CompiledOptions & { natsUrl: string; redisUrl: string },
-    private readonly deps: GatewayServiceDeps = {},
+    private readonly deps: GatewayServiceDeps,
   ) {
     this.events = deps.events ?? new RuntimeEvents();
     this.log = deps.log ?? createLogger('adagg-gateway');
@@ -63,7 +66,7 @@ export class GatewayService {
       redis: redis.status === 'ready',
       ...(this.deps.extraReady?.() ?? {}),
     });
-    this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.clock ?? systemClock, this.log);
+    this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
     this.reducer.start();
     this.app = buildGateway(o, { reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
     await this.app.listen({ port: o.httpPort, host: o.httpHost });

@@ -119,34 +119,31 @@ export class QueryService {
     const from = to - window;
     const totals = new Map<string, number>();
     const add = (ad: string, c: number): void => void totals.set(ad, (totals.get(ad) ?? 0) + c);
-    const byShard = new Map(metas.map((m) => [m.shard, m]));
     await Promise.all(
       [...Array(this.opts.shards).keys()].map(async (shard) => {
-        const meta = byShard.get(shard) ?? { shard, seq: 0, watermark: -1, closedThrough: -1, epoch: 0 };
-        let covered = new Set<number>();
-        let closedThrough = meta.closedThrough;
-        if (to - 1 > meta.closedThrough) {
-          // The range reaches minutes this shard has not committed: ask its actor for them.
-          const r = await this.ask<TopQueryReply>(meta.shard, {
-            op: 'top',
-            fromMinute: from,
-            toMinute: to,
-            dim: filter?.dim,
-            value: filter?.value,
-          });
-          covered = new Set(r.covered);
-          closedThrough = r.closedThrough;
-          for (let i = 0; i + 1 < r.counts.length; i += 2) add(r.counts[i] as string, r.counts[i + 1] as number);
-        }
+        // Always ask the owner: besides open minutes it holds corrections not yet committed.
+        const r = await this.ask<TopQueryReply>(shard, {
+          op: 'top',
+          fromMinute: from,
+          toMinute: to,
+          dim: filter?.dim,
+          value: filter?.value,
+        });
+        const covered = new Set(r.covered);
+        const overrides = new Map(r.corrections.map(([m, flat]) => [m, toMap(flat)]));
+        for (let i = 0; i + 1 < r.counts.length; i += 2) add(r.counts[i] as string, r.counts[i + 1] as number);
+        const minutes: number[] = [];
+        for (let m = from; m < to && m <= r.closedThrough; m++) if (!covered.has(m)) minutes.push(m);
+        if (minutes.length === 0) return;
         const p = this.redis.pipeline();
-        for (let m = from; m < to && m <= closedThrough; m++) {
-          if (!covered.has(m)) p.hgetall(this.keys.counts(meta.shard, m, filter?.dim ?? null, filter?.value ?? null));
-        }
-        if (p.length === 0) return;
-        for (const [err, h] of (await p.exec()) ?? []) {
+        for (const m of minutes) p.hgetall(this.keys.counts(shard, m, filter?.dim ?? null, filter?.value ?? null));
+        const res = (await p.exec()) ?? [];
+        res.forEach(([err, h], i) => {
           if (err) throw err;
-          for (const [ad, c] of Object.entries(h as Record<string, string>)) add(ad, Number(c));
-        }
+          const over = overrides.get(minutes[i]!);
+          for (const [ad, c] of Object.entries(h as Record<string, string>)) if (!over?.has(ad)) add(ad, Number(c));
+          if (over) for (const [ad, c] of over) add(ad, c);
+        });
       }),
     );
     return { from: isoOf(minuteStartMs(from)), to: isoOf(minuteStartMs(to)), ads: topN(totals, n) };
@@ -191,4 +188,10 @@ function defaultEnd(metas: readonly ShardMeta[]): number {
   const closed = metas.filter((m) => m.closedThrough >= 0).map((m) => m.closedThrough);
   if (closed.length === 0) return Math.floor(Date.now() / MINUTE_MS);
   return Math.min(...closed) + 1;
+}
+
+function toMap(flat: Array<string | number>): Map<string, number> {
+  const m = new Map<string, number>();
+  for (let i = 0; i + 1 < flat.length; i += 2) m.set(flat[i] as string, flat[i + 1] as number);
+  return m;
 }

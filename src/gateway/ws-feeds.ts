@@ -1,7 +1,7 @@
 import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
-import { parseSpecKey, specKey, type RankSpec } from '../actors/shard/rankings.ts';
+import { parseSpecKey, specKey, type RankSpec } from '../model/rank-spec.ts';
 import type { GlobalRanking } from '../actors/topn-reducer.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { isoOf, minuteStartMs } from '../model/time.ts';

@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
@@ -51,9 +51,10 @@ export interface RawScanProgress {
 
 export interface RawScanResult extends RawScanProgress {
   /**
-   * Why the scan ended: `end_time` at the first message stored after `endMs`, `caught_up` at the
-   * stream's last sequence taken at start (or when nothing is pending), `empty` when the window holds
-   * no message, `limit` when it holds more than `maxMessages`.
+   * Why the scan ended: `end_time` when it reached the last message stored at or before `endMs`
+   * (or the first one after it), `caught_up` at the stream's last sequence taken at start (or when
+   * nothing more is pending), `empty` when the window holds no message, `limit` when it holds more
+   * than `maxMessages`.
    */
   stopped: 'end_time' | 'caught_up' | 'empty' | 'limit';
   /** First stream sequence at or after `startMs` and the stream's last sequence at start. */
@@ -86,6 +87,14 @@ async function probeTime(js: JetStreamClient, stream: string, subject: string, m
   const ci = await c.info(true);
   await c.delete().catch(() => undefined);
   return { seq: ci.delivered.stream_seq + 1, pending: ci.num_pending };
+}
+
+/** Consecutive failed pulls before the scan gives up. */
+const MAX_FETCH_FAILURES = 3;
+
+/** Wraps errors of the message handler so they are not mistaken for a failed pull (and retried). */
+class HandlerFailure {
+  constructor(readonly error: unknown) {}
 }
 
 function shardOfSubject(subject: string): number {
@@ -137,52 +146,61 @@ export async function scanRawClicks(
   let stop: (() => void) | undefined;
   const onAbort = (): void => stop?.();
   signal?.addEventListener('abort', onAbort, { once: true });
+
+  /** Reads one message; returns why the scan ends after it, if it does. */
+  const handle = async (m: JsMsg): Promise<RawScanResult['stopped'] | undefined> => {
+    signal?.throwIfAborted();
+    if (m.seq > lastSeq) return 'caught_up';
+    const storedMs = Math.floor(m.info.timestampNanos / 1_000_000);
+    if (storedMs > req.endMs) return 'end_time';
+    if (progress.scannedMessages >= req.maxMessages) return 'limit';
+    let clicks: Click[];
+    try {
+      clicks = decodeBatch(m.data);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
+    }
+    progress.scannedMessages++;
+    progress.scannedClicks += clicks.length;
+    await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
+    req.onProgress?.(progress);
+    if (m.seq >= stopSeq || m.info.pending === 0) return m.seq < lastSeq && m.seq >= after.seq - 1 ? 'end_time' : 'caught_up';
+    return undefined;
+  };
+
   try {
     if ((await consumer.info(true)).num_pending === 0) return result('empty');
+    let failures = 0;
     for (;;) {
       signal?.throwIfAborted();
-      const iter = await consumer.fetch({ max_messages: req.fetchSize ?? 256, expires: 5000 });
-      stop = () => void iter.stop();
       let got = 0;
       let ended: RawScanResult['stopped'] | undefined;
-      for await (const m of iter) {
-        got++;
-        signal?.throwIfAborted();
-        if (m.seq > lastSeq) {
-          ended = 'caught_up';
-          break;
-        }
-        const storedMs = Math.floor(m.info.timestampNanos / 1_000_000);
-        if (storedMs > req.endMs) {
-          ended = 'end_time';
-          break;
-        }
-        if (progress.scannedMessages >= req.maxMessages) {
-          ended = 'limit';
-          break;
-        }
-        let clicks: Click[];
+      try {
+        const iter = await consumer.fetch({ max_messages: req.fetchSize ?? 256, expires: 5000 });
+        stop = () => void iter.stop();
         try {
-          clicks = decodeBatch(m.data);
-        } catch (err) {
-          const msg = err instanceof Error ? err.message : String(err);
-          throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
+          for await (const m of iter) {
+            got++;
+            ended = await handle(m).catch((err: unknown) => Promise.reject(new HandlerFailure(err)));
+            failures = 0;
+            if (ended) break;
+          }
+        } finally {
+          stop = undefined;
+          if (ended) iter.stop();
         }
-        progress.scannedMessages++;
-        progress.scannedClicks += clicks.length;
-        await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
-        req.onProgress?.(progress);
-        if (m.seq >= stopSeq || m.info.pending === 0) {
-          ended = 'caught_up';
-          break;
-        }
+      } catch (err) {
+        if (err instanceof HandlerFailure) throw err.error;
+        signal?.throwIfAborted();
+        // A failed pull (server restart, missed heartbeats): the ordered consumer resumes after the
+        // last message read on the next fetch.
+        if (++failures > MAX_FETCH_FAILURES) throw err;
+        await new Promise((r) => setTimeout(r, 250 * failures));
+        continue;
       }
-      stop = undefined;
       signal?.throwIfAborted();
-      if (ended) {
-        iter.stop();
-        return result(ended);
-      }
+      if (ended) return result(ended);
       // A pull that brought nothing: no message of the subject is pending any more.
       if (got === 0) return result('caught_up');
     }

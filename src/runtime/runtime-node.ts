@@ -1,6 +1,7 @@
 import { encode } from '@msgpack/msgpack';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
+import type { ActorRegistry } from '../actors/index.ts';
 import { ErrorCode, type AdaggError } from '../errors.ts';
 import { aggregatedDimensions, type CompiledOptions } from '../options.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -18,6 +19,8 @@ import { Supervisor } from './supervisor.ts';
 import { topology, type Topology } from './topology.ts';
 
 export interface RuntimeNodeDeps {
+  /** The actor kinds this node hosts (src/actors/index.ts). */
+  actors: Pick<ActorRegistry, 'shardActors'>;
   clock?: Clock;
   log?: Logger;
   events?: RuntimeEvents;
@@ -43,7 +46,7 @@ export class RuntimeNode {
   constructor(
     readonly id: string,
     private readonly opts: CompiledOptions & { natsUrl: string; redisUrl: string },
-    deps: RuntimeNodeDeps = {},
+    private readonly deps: RuntimeNodeDeps,
   ) {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.log ?? createLogger('adagg-node');
@@ -81,6 +84,7 @@ export class RuntimeNode {
           snapshotEveryMessages: o.snapshotEveryMessages,
         },
         {
+          actors: this.deps.actors.shardActors,
           store,
           publishRankings: (s, updates) => nc.publish(this.topo.rankingSubject(s), encode({ shard: s, updates })),
           feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard)),
@@ -93,6 +97,8 @@ export class RuntimeNode {
       const sup = new Supervisor(`shard-${shard}`, (signal) => host.run(signal), this.clock, this.log, {
         isFatal: (err) => (err as AdaggError | undefined)?.code === ErrorCode.Fenced,
         onRestart: (err) => this.events.emit('restart', { shard, code: (err as AdaggError | undefined)?.code }),
+        // A fenced actor lost its shard: stop answering its queries so the new owner gets them all.
+        onFatal: () => this.responder?.unserve(shard),
       });
       this.hosts.set(shard, host);
       this.supervisors.set(shard, sup);

@@ -1,4 +1,4 @@
-import { ShardActor, type ShardActorConfig } from '../actors/shard-actor.ts';
+import type { ShardActor, ShardActorConfig, ShardActorPorts } from '../actors/shard-actor.ts';
 import type { RankingUpdate } from '../actors/shard/rankings.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
@@ -18,7 +18,14 @@ export interface ShardHostOptions {
   snapshotEveryMessages: number;
 }
 
+/** Builds a shard actor, fresh or from a snapshot: injected so the runtime never imports actor code. */
+export interface ShardActorFactory {
+  create(config: ShardActorConfig, ports: ShardActorPorts): ShardActor;
+  fromSnapshot(bytes: Uint8Array, config: ShardActorConfig, ports: ShardActorPorts): ShardActor;
+}
+
 export interface ShardHostDeps {
+  actors: ShardActorFactory;
   store: ShardStore;
   /** Publishes ranking updates (fire and forget: a reducer that misses one resyncs by request). */
   publishRankings: (shard: number, updates: RankingUpdate[]) => void;
@@ -61,8 +68,8 @@ export class ShardHost {
     const stored = await store.load(this.shard);
     const ports = { clock, readClosed: (r: Parameters<ShardStore['readCounts']>[1]) => store.readCounts(this.shard, r) };
     const actor = stored
-      ? ShardActor.fromSnapshot(stored.snapshot, this.opts.actor, ports)
-      : new ShardActor(this.opts.actor, ports);
+      ? this.deps.actors.fromSnapshot(stored.snapshot, this.opts.actor, ports)
+      : this.deps.actors.create(this.opts.actor, ports);
     const [retainFrom, retainTo] = actor.retainedRange();
     actor.restoreRetained(await store.loadMinutes(this.shard, retainFrom, retainTo));
     let committedSeq = stored ? actor.lastSeq : 0;

@@ -12,6 +12,8 @@ export interface SupervisorOptions {
   /** Errors after which the child must not be restarted (e.g. it lost ownership). */
   isFatal?: (err: unknown) => boolean;
   onRestart?: (err: unknown, attempt: number) => void;
+  /** Called once when the child stopped for good after a fatal error. */
+  onFatal?: (err: unknown) => void;
 }
 
 /**
@@ -57,6 +59,7 @@ export class Supervisor {
         this.lifecycle.to('failed', { err: errMeta(err) });
         if (this.opts.isFatal?.(err)) {
           this.log.warn({ actor: this.name, err: errMeta(err) }, 'actor stopped for good');
+          this.opts.onFatal?.(err);
           return;
         }
         if (this.clock.now() - startedAt >= (this.opts.resetAfterMs ?? 30_000)) failures = 0;

@@ -1,7 +1,8 @@
 import { decode } from '@msgpack/msgpack';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { parseSpecKey, specKey, type RankingState, type RankingUpdate, type RankSpec } from '../actors/shard/rankings.ts';
-import { TopNReducer, type GlobalRanking } from '../actors/topn-reducer.ts';
+import type { RankingState, RankingUpdate } from '../actors/shard/rankings.ts';
+import type { GlobalRanking, TopNReducer } from '../actors/topn-reducer.ts';
+import { parseSpecKey, specKey, type RankSpec } from '../model/rank-spec.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
@@ -46,10 +47,11 @@ export class TopNReducerHost {
     private readonly nc: NatsConnection,
     private readonly topo: Topology,
     private readonly opts: ReducerHostOptions,
+    createReducer: (shards: number, depth: number) => TopNReducer,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.reducer = new TopNReducer(opts.shards, opts.depth);
+    this.reducer = createReducer(opts.shards, opts.depth);
     this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, 2);
   }
 

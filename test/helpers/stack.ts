@@ -1,4 +1,5 @@
 /** An in-process adagg stack (runtime node + gateway) on per-test servers, for integration tests. */
+import { actorRegistry } from '../../src/actors/index.ts';
 import { GatewayService } from '../../src/gateway/gateway-service.ts';
 import { compileOptions, type AdaggOptions, type CompiledOptions } from '../../src/options.ts';
 import { RuntimeEvents } from '../../src/runtime/events.ts';
@@ -33,9 +34,9 @@ export async function startStack(overrides: AdaggOptions = {}, servers?: TestSer
     redisUrl: srv.redisUrl,
   };
   const events = new RuntimeEvents();
-  const node = new RuntimeNode('test-node', opts, { events });
+  const node = new RuntimeNode('test-node', opts, { actors: actorRegistry, events });
   await node.start();
-  const gateway = new GatewayService(opts, { events });
+  const gateway = new GatewayService(opts, { actors: actorRegistry, events });
   const { url } = await gateway.start();
   return {
     servers: srv,

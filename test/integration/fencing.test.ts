@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { actorRegistry } from '../../src/actors/index.ts';
 import { AdaggError } from '../../src/errors.ts';
 import type { Click } from '../../src/model/click.ts';
 import { compileOptions } from '../../src/options.ts';
@@ -175,7 +176,7 @@ describe('fencing', () => {
 
     beforeAll(async () => {
       check = redis();
-      nodeA = new RuntimeNode('node-a', opts());
+      nodeA = new RuntimeNode('node-a', opts(), { actors: actorRegistry });
       nodeA.events.on('restart', (e) => restartsA.push(e));
       await nodeA.start([0]);
       nc = await connect({ servers: servers.natsUrl });
@@ -196,7 +197,7 @@ describe('fencing', () => {
       expect(metaA.epoch).toBe('1');
 
       // Phase 2: node B starts on shard 0 with a newer epoch and restores A's snapshot.
-      nodeB = new RuntimeNode('node-b', opts());
+      nodeB = new RuntimeNode('node-b', opts(), { actors: actorRegistry });
       await nodeB.start([0]);
       await waitFor('B acquired shard 0', () => nodeB!.hosts.get(0)!.epoch === 2);
       expect(await check.get(keys.epoch(0))).toBe('2');
@@ -239,14 +240,10 @@ describe('fencing', () => {
       expect(total).toBe(550);
     });
 
-    // BUG (src/runtime/runtime-node.ts start(), src/runtime/supervisor.ts supervise()): when the
-    // supervisor stops a fenced actor for good, the node keeps its queue-group subscription on
-    // `<prefix>.q.shard.0` (QueryResponder.serve is never undone; Supervisor has no hook for the
-    // fatal exit). About half of the shard's queries then reach the dead actor and get
-    // ADAGG_E_SHARD_UNAVAILABLE: /v1/status (1 attempt) shows the shard unavailable half of the
-    // time and count queries fail with 503 after 4 attempts ~6% of the time.
-    // Expected: every query is answered by the live owner B. Actual: ~50% SHARD_UNAVAILABLE from node-a.
-    it.fails('after A is fenced, every query for shard 0 is answered by the live owner B', async () => {
+    // Regression: a fenced actor's node used to keep its queue-group subscription on
+    // `<prefix>.q.shard.0`, so about half of the shard's queries reached the dead actor and got
+    // ADAGG_E_SHARD_UNAVAILABLE. The supervisor's onFatal hook now unserves the shard.
+    it('after A is fenced, every query for shard 0 is answered by the live owner B', async () => {
       await waitFor('A fenced', () => supervisorOf(nodeA).lifecycle.state === 'failed', 20_000, 50);
       const replies = await Promise.all(
         Array.from({ length: 20 }, () =>

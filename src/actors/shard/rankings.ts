@@ -1,3 +1,4 @@
+import { parseSpecKey, specKey, type RankSpec } from '../../model/rank-spec.ts';
 import { topN, type Ranked } from '../../model/top-n.ts';
 import { flatten, type FlatCounts, type MinuteCounts } from './minute-counts.ts';
 
@@ -14,20 +15,7 @@ import { flatten, type FlatCounts, type MinuteCounts } from './minute-counts.ts'
  * top-K nor in an open minute cannot beat any of the closed part's top-K.
  */
 
-export interface RankSpec {
-  window: number;
-  dim: string | null;
-  value: string | null;
-}
-
-export function specKey(s: RankSpec): string {
-  return `${s.window}/${s.dim ?? ''}/${s.value ?? ''}`;
-}
-
-export function parseSpecKey(key: string): RankSpec {
-  const [w, dim, value] = key.split('/');
-  return { window: Number(w), dim: dim ? dim : null, value: dim ? (value ?? '') : null };
-}
+export { parseSpecKey, specKey, type RankSpec };
 
 export type RankingUpdate =
   | { k: 'final'; spec: string; end: number; list: FlatCounts }
