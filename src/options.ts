@@ -27,6 +27,18 @@ export interface AdaggOptions {
   wsMaxBufferedBytes?: number;
   /** A WebSocket client slow for this long is disconnected. @default 10000 Env ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS. */
   wsSlowClientTimeoutMs?: number;
+  /** Node heartbeat period. @default 1000 Env ADAGG_HEARTBEAT_INTERVAL_MS. */
+  heartbeatIntervalMs?: number;
+  /** A node silent this long is dead and its shards are reassigned (≤ 10 s). @default 5000 Env ADAGG_NODE_TIMEOUT_MS. */
+  nodeTimeoutMs?: number;
+  /** Handoffs started per placement round. @default 4 Env ADAGG_MAX_MOVES_PER_ROUND. */
+  maxMovesPerRound?: number;
+  /** A node (re)started this recently gets no rebalanced shards (hysteresis). @default 10000 Env ADAGG_JOIN_GRACE_MS. */
+  joinGraceMs?: number;
+  /** Nodes that must be alive before shards are first assigned. @default 1 Env ADAGG_MIN_NODES. */
+  minNodes?: number;
+  /** A handoff not completed by the old owner in this time is forced (fencing keeps it safe). @default 10000 Env ADAGG_HANDOFF_TIMEOUT_MS. */
+  handoffTimeoutMs?: number;
   /** Watermark = max event time − this. @default 10000 Env ADAGG_ALLOWED_LATENESS_MS. */
   allowedLatenessMs?: number;
   /** Wall-clock idle time after which an idle, caught-up shard advances its watermark. @default 5000 Env ADAGG_IDLE_TIMEOUT_MS. */
@@ -79,6 +91,12 @@ export const DEFAULTS: CompiledOptions = {
   cubes: [],
   topnDepth: 100,
   maxLiveWindow: 60,
+  heartbeatIntervalMs: 1000,
+  nodeTimeoutMs: 5000,
+  maxMovesPerRound: 4,
+  joinGraceMs: 10_000,
+  minNodes: 1,
+  handoffTimeoutMs: 10_000,
   wsMaxBufferedBytes: 256 * 1024,
   wsSlowClientTimeoutMs: 10_000,
   allowedLatenessMs: 10_000,
@@ -112,6 +130,12 @@ const ENV: Record<string, keyof AdaggOptions> = {
   ADAGG_CUBES: 'cubes',
   ADAGG_TOPN_DEPTH: 'topnDepth',
   ADAGG_MAX_LIVE_WINDOW: 'maxLiveWindow',
+  ADAGG_HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
+  ADAGG_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
+  ADAGG_MAX_MOVES_PER_ROUND: 'maxMovesPerRound',
+  ADAGG_JOIN_GRACE_MS: 'joinGraceMs',
+  ADAGG_MIN_NODES: 'minNodes',
+  ADAGG_HANDOFF_TIMEOUT_MS: 'handoffTimeoutMs',
   ADAGG_WS_MAX_BUFFERED_BYTES: 'wsMaxBufferedBytes',
   ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS: 'wsSlowClientTimeoutMs',
   ADAGG_ALLOWED_LATENESS_MS: 'allowedLatenessMs',
@@ -170,7 +194,10 @@ export function compileOptions(input: AdaggOptions | Record<string, unknown> = {
   const o = out as CompiledOptions;
   positive(o, ['shards', 'replicas', 'idleTimeoutMs', 'correctionHorizonMs', 'snapshotIntervalMs', 'snapshotEveryMessages',
     'rawRetentionMs', 'duplicateWindowMs', 'countTtlMs', 'mailboxCapacity', 'tickIntervalMs', 'maxBodyBytes', 'maxLines',
-    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs', 'topnDepth', 'maxLiveWindow', 'wsMaxBufferedBytes', 'wsSlowClientTimeoutMs']);
+    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs', 'topnDepth', 'maxLiveWindow', 'wsMaxBufferedBytes', 'wsSlowClientTimeoutMs',
+    'heartbeatIntervalMs', 'nodeTimeoutMs', 'maxMovesPerRound', 'minNodes', 'handoffTimeoutMs']);
+  if (o.joinGraceMs < 0) throw new OptionError('joinGraceMs', 'must be >= 0');
+  if (o.nodeTimeoutMs <= o.heartbeatIntervalMs) throw new OptionError('nodeTimeoutMs', 'must be longer than heartbeatIntervalMs');
   for (const c of o.cubes) {
     const parts = c.split('+');
     if (parts.length < 2 || parts.some((d) => !/^[A-Za-z0-9_]{1,32}$/.test(d)) || new Set(parts).size !== parts.length) {

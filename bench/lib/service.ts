@@ -63,9 +63,10 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     ...o.env,
   };
   delete env.NODE_OPTIONS;
-  if (o.cpuProfDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${o.cpuProfDir}`;
+  // Node 20 refuses --cpu-prof in NODE_OPTIONS: it goes on the command line.
+  const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   const spawnedAt = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/cli/main.ts', 'start'], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

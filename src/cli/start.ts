@@ -44,8 +44,8 @@ export async function startAllInOne(): Promise<void> {
   const full = { ...o, natsUrl, redisUrl };
   const events = new RuntimeEvents();
   const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { actors: actorRegistry, events, log });
-  await node.start();
-  const gateway = new GatewayService(full, { actors: actorRegistry, events, log });
+  await node.startManaged();
+  const gateway = new GatewayService(full, { actors: actorRegistry, events, log, extraReady: () => ({ shards: node.running().size === o.shards }) });
   const { url } = await gateway.start();
   log.info({ url, natsUrl, redisUrl, shards: o.shards }, 'adagg is ready');
 

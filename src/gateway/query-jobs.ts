@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ShardActor, type ShardActorConfig } from '../actors/shard-actor.ts';
+import type { ShardActor, ShardActorConfig } from '../actors/shard-actor.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { dimensionValue, type Click } from '../model/click.ts';
 import { shardOf } from '../model/partition.ts';
@@ -9,6 +9,7 @@ import { topN, type Ranked } from '../model/top-n.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { scanRawClicks, type RawScanProgress } from '../runtime/raw-scan.ts';
+import type { ShardActorFactory } from '../runtime/shard-host.ts';
 import type { Topology } from '../runtime/topology.ts';
 
 /**
@@ -68,6 +69,11 @@ export interface QueryJobsOptions {
 }
 
 export interface QueryJobsDeps {
+  /**
+   * Creates the scan's private shard actors: the production aggregation code, injected like
+   * everywhere else (`actorRegistry.shardActors` from src/actors/index.ts).
+   */
+  actors: Pick<ShardActorFactory, 'create'>;
   clock?: Clock | undefined;
   log?: Logger | undefined;
   /** The raw scan (injectable for unit tests). @default scanRawClicks */
@@ -265,7 +271,7 @@ function fraction(j: Job): number {
  * `maxJobs` jobs kept.
  *
  * @example
- * const jobs = new QueryJobs(nc, topology(o.prefix), o);
+ * const jobs = new QueryJobs(nc, topology(o.prefix), o, { actors: actorRegistry.shardActors });
  * const { id } = jobs.submit(jobs.parse({ kind: 'popular_ads', count: 5, from: t0, to: t1, filter: { user_id: 'u1' } }));
  * jobs.get(id); // { status: 'running', progress: {...}, ... }
  */
@@ -283,7 +289,7 @@ export class QueryJobs {
     private readonly nc: NatsConnection,
     private readonly topo: Topology,
     private readonly opts: QueryJobsOptions,
-    private readonly deps: QueryJobsDeps = {},
+    private readonly deps: QueryJobsDeps,
   ) {
     this.clock = deps.clock ?? systemClock;
     this.scan = deps.scan ?? scanRawClicks;
@@ -467,7 +473,7 @@ export class QueryJobs {
         idleTimeoutMs: NEVER_MS,
         retentionMs: NEVER_MS,
       };
-      a = new ShardActor(config, {
+      a = this.deps.actors.create(config, {
         clock,
         readClosed: () => Promise.reject(new AdaggError(ErrorCode.Internal, 'query job: a minute closed during the scan')),
       });

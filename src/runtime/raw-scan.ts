@@ -24,7 +24,7 @@ export interface RawScanRequest {
   maxMessages: number;
   /** Aborting ends the scan: the returned promise rejects with `signal.reason`. */
   signal?: AbortSignal | undefined;
-  /** Called after every message (cheap: assign the fields, don't do I/O). */
+  /** Called for every message read, before its batch goes to `onBatch` (cheap: copy the fields, no I/O). */
   onProgress?: ((p: RawScanProgress) => void) | undefined;
   /** Messages per pull request. @default 256 */
   fetchSize?: number | undefined;
@@ -163,8 +163,8 @@ export async function scanRawClicks(
     }
     progress.scannedMessages++;
     progress.scannedClicks += clicks.length;
-    await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
     req.onProgress?.(progress);
+    await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
     if (m.seq >= stopSeq || m.info.pending === 0) return m.seq < lastSeq && m.seq >= after.seq - 1 ? 'end_time' : 'caught_up';
     return undefined;
   };

@@ -12,6 +12,8 @@ import type { ShardStore } from './shard-store.ts';
 
 export interface ShardHostOptions {
   actor: ShardActorConfig;
+  /** The owner epoch assigned by placement; unset: take a new one from the store (static mode). */
+  epoch?: number;
   mailboxCapacity: number;
   tickIntervalMs: number;
   snapshotIntervalMs: number;
@@ -63,7 +65,7 @@ export class ShardHost {
   /** Runs until `signal` aborts (then drains and commits) or something fails (then throws). */
   async run(signal: AbortSignal): Promise<void> {
     const { store, clock, log } = this.deps;
-    const epoch = await store.acquire(this.shard);
+    const epoch = this.opts.epoch ?? (await store.acquire(this.shard));
     this.epoch = epoch;
     const stored = await store.load(this.shard);
     const ports = { clock, readClosed: (r: Parameters<ShardStore['readCounts']>[1]) => store.readCounts(this.shard, r) };

@@ -35,7 +35,8 @@ export async function startStack(overrides: AdaggOptions = {}, servers?: TestSer
   };
   const events = new RuntimeEvents();
   const node = new RuntimeNode('test-node', opts, { actors: actorRegistry, events });
-  await node.start();
+  await node.startManaged();
+  await waitFor('every shard assigned and running', () => node.running().size === opts.shards, 20_000, 50);
   const gateway = new GatewayService(opts, { actors: actorRegistry, events });
   const { url } = await gateway.start();
   return {

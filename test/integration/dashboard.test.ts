@@ -45,7 +45,7 @@ function expectedTop(clicks: readonly Click[], country?: string): Row[] {
 function tableRows(page: Page): Promise<Row[]> {
   return page.$$eval('#topn-table tbody tr', (trs) =>
     trs.map((tr) => ({
-      ad_id: (tr as HTMLElement).dataset.adId ?? '',
+      ad_id: tr.getAttribute('data-ad-id') ?? '',
       count: Number((tr.querySelector('td.count')?.textContent ?? '').replace(/[^0-9]/g, '')),
     })),
   );
@@ -125,7 +125,7 @@ describe('dashboard', () => {
     await page.goto(`${stack.url}/`);
     await until('status live', () => page.textContent('#status'), (t) => /\blive\b/.test(t ?? ''));
     // Marks this document: still set later proves the table updated without a reload.
-    await page.evaluate(() => ((window as unknown as { marker: string }).marker = 'no-reload'));
+    await page.evaluate(() => ((globalThis as unknown as { marker: string }).marker = 'no-reload'));
 
     // Clicks 2.5 minutes ago and in the current minute: inside the default 5-minute window.
     const now = Date.now();
@@ -148,7 +148,7 @@ describe('dashboard', () => {
     const second = expectedTop(clicks);
     expect(second[0]).toEqual({ ad_id: 'dash-bravo', count: 15 });
     await until('dash-bravo to overtake', () => tableRows(page), (rows) => JSON.stringify(rows) === JSON.stringify(second));
-    expect(await page.evaluate(() => (window as unknown as { marker?: string }).marker)).toBe('no-reload');
+    expect(await page.evaluate(() => (globalThis as unknown as { marker?: string }).marker)).toBe('no-reload');
 
     // Country filter: only DE counts, over the same socket.
     await page.selectOption('#country-select', 'DE');
@@ -180,7 +180,7 @@ describe('dashboard', () => {
     expect(await page.textContent('#chart-total')).toContain('3');
 
     // A fuller picture for the screenshot: 45 minutes of skewed traffic, 60-minute window, all countries.
-    const stream = generateStream({ events: 4000, ads: 40, hotShare: 0.2, startMs: Date.now() - 45 * 60_000, endMs: Date.now(), lateFraction: 0, maxLateMs: 0, dupFraction: 0, malformedFraction: 0, seed: 11 });
+    const stream = generateStream({ events: 4000, ads: 40, hotShare: 0.35, startMs: Date.now() - 45 * 60_000, endMs: Date.now(), lateFraction: 0, maxLateMs: 0, dupFraction: 0, malformedFraction: 0, seed: 11 });
     for (let i = 0; i < stream.lines.length; i += 1000) expect((await postClicks(stack.url, stream.lines.slice(i, i + 1000))).status).toBe(200);
     await page.selectOption('#window-select', '60');
     await page.selectOption('#country-select', '');

@@ -166,7 +166,7 @@ describe('fencing', () => {
         return Number(m.seq ?? 0) >= want && m.epoch === String(epoch);
       });
     };
-    const supervisorOf = (node: RuntimeNode): Supervisor => node['supervisors'].get(0)!;
+    const supervisorOf = (node: RuntimeNode): Supervisor => node.supervisor(0)!;
 
     const opts = (): ReturnType<typeof compileOptions> & { natsUrl: string; redisUrl: string } => ({
       ...compileOptions({ ...TEST_OPTIONS, prefix, shards: 1 }),

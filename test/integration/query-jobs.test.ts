@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shardActors } from '../../src/actors/index.ts';
 import { toHttpError } from '../../src/gateway/error-status.ts';
 import { QueryJobErrorCode, QueryJobs, type QueryJobsOptions } from '../../src/gateway/query-jobs.ts';
 import { queryJobRoutes } from '../../src/gateway/routes/query-jobs.ts';
@@ -143,7 +144,7 @@ describe('query jobs over the raw stream', () => {
     nc = await connectNats(stack.opts.natsUrl, 'query-jobs-test');
     topo = topology(stack.opts.prefix);
     const opts: QueryJobsOptions = { ...stack.opts };
-    jobs = new QueryJobs(nc, topo, opts);
+    jobs = new QueryJobs(nc, topo, opts, { actors: shardActors });
     app = jobApp(jobs);
     await app.listen({ port: 0, host: '127.0.0.1' });
     const addr = app.server.address();
@@ -342,7 +343,7 @@ describe('query jobs over the raw stream', () => {
     });
 
     it('fails with ADAGG_E_SCAN_LIMIT above maxScanMessages', async () => {
-      const limitedJobs = new QueryJobs(nc, topo, { ...stack.opts, maxScanMessages: 5 });
+      const limitedJobs = new QueryJobs(nc, topo, { ...stack.opts, maxScanMessages: 5 }, { actors: shardActors });
       const limitedApp = jobApp(limitedJobs);
       await limitedApp.listen({ port: 0, host: '127.0.0.1' });
       try {

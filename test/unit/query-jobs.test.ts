@@ -1,5 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
+import { toHttpError } from '../../src/gateway/error-status.ts';
+import { queryJobRoutes } from '../../src/gateway/routes/query-jobs.ts';
+import { shardActors } from '../../src/actors/index.ts';
 import { AdaggError } from '../../src/errors.ts';
 import {
   clickMatcher,
@@ -106,9 +110,9 @@ class FakeStream {
       req.signal?.throwIfAborted();
       p.scannedMessages++;
       p.scannedClicks += m.clicks.length;
+      req.onProgress?.(p);
       const b: RawBatch = { seq: m.seq, shard: m.shard, storedMs: 0, clicks: m.clicks };
       await onBatch(b);
-      req.onProgress?.(p);
     }
     return { ...p, stopped: 'caught_up', fromSeq: 1, lastSeq: this.messages.length };
   };
@@ -142,7 +146,7 @@ describe('QueryJobs', () => {
     ]);
     s.publish(4, [click('b', 'ad-1', T0 + MIN + 5), click('g', 'ad-1', T0 + 2 * MIN + 59_999, 'u1', 'DE')]); // re-sent duplicate
     const clock = new ManualClock(T0 + 3600_000);
-    const jobs = new QueryJobs(nc, topology('t'), OPTS, { clock, scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), OPTS, { actors: shardActors, clock, scan: s.scan });
     const { id, status } = jobs.submit(jobs.parse({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + 3 * MIN, filter: { user_id: 'u1' } }));
     expect(status).toBe('queued');
     const v = await settle(jobs, id);
@@ -176,7 +180,7 @@ describe('QueryJobs', () => {
     }
     s.publish(4, cs);
     s.publish(4, cs.slice(0, 4)); // duplicates
-    const jobs = new QueryJobs(nc, topology('t'), OPTS, { clock: new ManualClock(T0 + 3600_000), scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), OPTS, { actors: shardActors, clock: new ManualClock(T0 + 3600_000), scan: s.scan });
     const { id } = jobs.submit(jobs.parse({ kind: 'popular_ads', count: 3, from: T0, to: T0 + MIN, filter: { user_id: 'u1', country: 'us' } }));
     const v = await settle(jobs, id);
     expect(v.result).toEqual({
@@ -196,7 +200,7 @@ describe('QueryJobs', () => {
     s.publish(4, [click('a', 'ad-1', T0)]);
     let open!: () => void;
     s.gate = new Promise((r) => (open = r));
-    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxRunningJobs: 1 }, { clock: new ManualClock(T0), scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxRunningJobs: 1 }, { actors: shardActors, clock: new ManualClock(T0), scan: s.scan });
     const body = { kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } };
     const a = jobs.submit(jobs.parse(body));
     const b = jobs.submit(jobs.parse(body));
@@ -224,14 +228,14 @@ describe('QueryJobs', () => {
           await paused;
         }
       });
-    const jobs = new QueryJobs(nc, topology('t'), OPTS, { clock: new ManualClock(T0), scan });
+    const jobs = new QueryJobs(nc, topology('t'), OPTS, { actors: shardActors, clock: new ManualClock(T0), scan });
     const { id } = jobs.submit(jobs.parse({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } }));
     await atHalf;
     await new Promise((r) => setTimeout(r, 1));
     const mid = jobs.get(id)!;
     expect(mid.status).toBe('running');
     expect(mid.result).toBeNull();
-    expect(mid.progress).toEqual({ scanned_messages: 1, total_messages: 4, scanned_clicks: 1, matched_clicks: 2, fraction: 0.25 });
+    expect(mid.progress).toEqual({ scanned_messages: 2, total_messages: 4, scanned_clicks: 2, matched_clicks: 2, fraction: 0.5 });
     resume();
     const done = await settle(jobs, id);
     expect(done.progress).toEqual({ scanned_messages: 4, total_messages: 4, scanned_clicks: 4, matched_clicks: 4, fraction: 1 });
@@ -241,7 +245,7 @@ describe('QueryJobs', () => {
   it('fails with ADAGG_E_SCAN_LIMIT when the window holds more messages than maxScanMessages', async () => {
     const s = new FakeStream();
     for (let i = 0; i < 5; i++) s.publish(4, [click(`c${i}`, 'ad-1', T0)]);
-    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxScanMessages: 4 }, { clock: new ManualClock(T0), scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxScanMessages: 4 }, { actors: shardActors, clock: new ManualClock(T0), scan: s.scan });
     const { id } = jobs.submit(jobs.parse({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN }));
     const v = await settle(jobs, id);
     expect(v.status).toBe('failed');
@@ -253,7 +257,7 @@ describe('QueryJobs', () => {
   it('drops finished jobs after the TTL and the oldest finished first when full; 429 code when all are unfinished', async () => {
     const s = new FakeStream();
     const clock = new ManualClock(T0);
-    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxJobs: 2, finishedJobTtlMs: 1000 }, { clock, scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxJobs: 2, finishedJobTtlMs: 1000 }, { actors: shardActors, clock, scan: s.scan });
     const body = { kind: 'popular_ads', from: T0, to: T0 + MIN };
     const a = jobs.submit(jobs.parse(body));
     await settle(jobs, a.id);
@@ -284,7 +288,7 @@ describe('QueryJobs', () => {
     s.publish(4, [click('a', 'ad-1', T0)]);
     let open!: () => void;
     s.gate = new Promise((r) => (open = r));
-    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxRunningJobs: 1 }, { clock: new ManualClock(T0), scan: s.scan });
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxRunningJobs: 1 }, { actors: shardActors, clock: new ManualClock(T0), scan: s.scan });
     const body = { kind: 'popular_ads', from: T0, to: T0 + MIN };
     const a = jobs.submit(jobs.parse(body));
     const b = jobs.submit(jobs.parse(body));
@@ -297,8 +301,59 @@ describe('QueryJobs', () => {
   });
 
   it('refuses ranges older than the raw retention', () => {
-    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, rawRetentionMs: 3600_000 }, { clock: new ManualClock(T0 + 2 * 3600_000) });
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, rawRetentionMs: 3600_000 }, { actors: shardActors, clock: new ManualClock(T0 + 2 * 3600_000) });
     expect(codeOf(() => jobs.parse({ kind: 'popular_ads', from: T0, to: T0 + MIN }))).toBe('ADAGG_E_BAD_PARAM');
     expect(codeOf(() => jobs.parse({ kind: 'popular_ads', from: T0 + 3600_000 + 300_000, to: T0 + 3600_000 + 360_000 }))).toBeUndefined();
+  });
+});
+
+describe('queryJobRoutes', () => {
+  it('202 with a self link, GET the job, 404 unknown, 400 bad JSON, 429 when every kept job is unfinished', async () => {
+    const s = new FakeStream();
+    s.publish(4, [click('a', 'ad-1', T0)]);
+    let open!: () => void;
+    s.gate = new Promise((r) => (open = r));
+    const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxJobs: 1 }, { actors: shardActors, clock: new ManualClock(T0 + 3600_000), scan: s.scan });
+    const app = Fastify();
+    // As in src/gateway/server.ts: bodies arrive as strings, errors leave as {code, error}.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    app.setErrorHandler((err, _req, reply) => {
+      const e = toHttpError(err);
+      void reply.code(e.status).send({ code: e.code, error: e.error });
+    });
+    queryJobRoutes(app, jobs);
+    const body = JSON.stringify({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } });
+    const posted = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body });
+    expect(posted.statusCode).toBe(202);
+    const { id } = posted.json<{ id: string }>();
+    expect(posted.json()).toEqual({ id, status: 'queued', links: { self: `/v1/queries/${id}` } });
+    expect(posted.headers.location).toBe(`/v1/queries/${id}`);
+
+    const full = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body });
+    expect(full.statusCode).toBe(429);
+    expect(full.json().code).toBe(QueryJobErrorCode.TooManyJobs);
+    const badJson = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body: '{"kind"' });
+    expect(badJson.statusCode).toBe(400);
+    expect(badJson.json().code).toBe('ADAGG_E_BAD_PARAM');
+    const missing = await app.inject({ method: 'GET', url: '/v1/queries/q_nope' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().code).toBe('ADAGG_E_NOT_FOUND');
+
+    open();
+    await settle(jobs, id);
+    const got = await app.inject({ method: 'GET', url: `/v1/queries/${id}` });
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toMatchObject({
+      id,
+      kind: 'aggregated_count',
+      status: 'done',
+      progress: { scanned_messages: 1, total_messages: 1, scanned_clicks: 1, matched_clicks: 1, fraction: 1 },
+      result: { ad_id: 'ad-1', count: 1 },
+      error: null,
+      created_at: new Date(T0 + 3600_000).toISOString(),
+      finished_at: new Date(T0 + 3600_000).toISOString(),
+    });
+    await app.close();
   });
 });

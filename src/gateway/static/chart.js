@@ -43,16 +43,41 @@ export function createMinuteChart(container) {
   let data = null;
   let message = null;
   let active = -1; // minute index under the pointer / keyboard focus, -1 = none
-  let parts = null; // elements of the current drawing that the hover touches
+  let parts = null; // geometry and elements of the current drawing that the read-out touches
+
+  // One <svg> for the chart's lifetime: redraws replace its children only, so keyboard focus and
+  // the pointer's hover survive the 2-second refreshes.
+  const svg = el('svg', { role: 'img', tabindex: 0 });
+  svg.addEventListener('pointermove', (ev) => {
+    if (!parts) return;
+    const r = svg.getBoundingClientRect();
+    const px = ev.clientX - r.left - MARGIN.left;
+    const py = ev.clientY - r.top;
+    const inside = px >= 0 && px < parts.plotW && py >= MARGIN.top && py <= MARGIN.top + parts.plotH;
+    setActive(inside ? Math.min(parts.n - 1, Math.floor(px / parts.band)) : -1);
+  });
+  svg.addEventListener('pointerleave', () => setActive(-1));
+  svg.addEventListener('blur', () => setActive(-1));
+  svg.addEventListener('keydown', (ev) => {
+    if (!parts) return;
+    if (ev.key === 'ArrowLeft' || ev.key === 'ArrowRight' || ev.key === 'Home' || ev.key === 'End') {
+      ev.preventDefault();
+      const last = parts.n - 1;
+      const from = active < 0 ? last : active;
+      const next = ev.key === 'Home' ? 0 : ev.key === 'End' ? last : from + (ev.key === 'ArrowLeft' ? -1 : 1);
+      setActive(Math.min(last, Math.max(0, next)));
+    } else if (ev.key === 'Escape') {
+      setActive(-1);
+    }
+  });
 
   const draw = () => {
-    container.replaceChildren();
     parts = null;
     if (!data) {
       const p = document.createElement('p');
       p.className = 'empty';
       p.textContent = message ?? '';
-      container.appendChild(p);
+      container.replaceChildren(p);
       return;
     }
     const width = Math.max(320, container.clientWidth);
@@ -70,16 +95,16 @@ export function createMinuteChart(container) {
     const y = (v) => MARGIN.top + plotH - (v / yMax) * plotH;
     const x = (i) => MARGIN.left + i * band;
 
-    const svg = el('svg', {
+    const attrs = {
       width,
       height,
       viewBox: `0 0 ${width} ${height}`,
-      role: 'img',
-      tabindex: 0,
       'data-ad-id': data.adId,
       'data-total': total,
       'aria-label': `Clicks per minute for ${data.adId} over the last ${n} minutes: ${fmtInt(total)} in total, peak ${fmtInt(peak)}. Use the arrow keys to read single minutes.`,
-    });
+    };
+    for (const [k, v] of Object.entries(attrs)) svg.setAttribute(k, String(v));
+    svg.replaceChildren();
     el('title', {}, svg).textContent = `Clicks per minute for ${data.adId}`;
 
     // Y axis: gridlines and labels.
@@ -105,7 +130,8 @@ export function createMinuteChart(container) {
       }
     });
 
-    // Bars (only minutes with clicks get one).
+    // Hover band under the bars, then the bars (only minutes with clicks get one), then the tooltip.
+    const highlight = el('rect', { class: 'hover-band', y: MARGIN.top, width: band, height: plotH, visibility: 'hidden' }, svg);
     const bars = el('g', { class: 'bars' }, svg);
     mins.forEach((m, i) => {
       if (m.count <= 0) return;
@@ -122,34 +148,13 @@ export function createMinuteChart(container) {
         'data-final': m.final,
       }, bars);
     });
-
-    // Hover read-out: a highlight band, a tooltip, and a transparent layer catching the pointer.
-    const highlight = el('rect', { class: 'hover-band', y: MARGIN.top, width: band, height: plotH, visibility: 'hidden' }, svg);
     const tip = el('g', { class: 'tooltip', visibility: 'hidden', 'pointer-events': 'none' }, svg);
     const tipBox = el('rect', { rx: 4, height: 38 }, tip);
     const tipLine1 = el('text', { x: 8, y: 15 }, tip);
     const tipLine2 = el('text', { x: 8, y: 31, class: 'tooltip-sub' }, tip);
-    const catcher = el('rect', { class: 'hover-catcher', x: MARGIN.left, y: MARGIN.top, width: plotW, height: plotH, fill: 'transparent' }, svg);
 
-    parts = { svg, highlight, tip, tipBox, tipLine1, tipLine2, band, plotW, x };
-    catcher.addEventListener('pointermove', (ev) => {
-      const r = svg.getBoundingClientRect();
-      const i = Math.floor((ev.clientX - r.left - MARGIN.left) / band);
-      setActive(Math.min(n - 1, Math.max(0, i)));
-    });
-    catcher.addEventListener('pointerleave', () => setActive(-1));
-    svg.addEventListener('blur', () => setActive(-1));
-    svg.addEventListener('keydown', (ev) => {
-      if (ev.key === 'ArrowLeft' || ev.key === 'ArrowRight') {
-        ev.preventDefault();
-        const from = active < 0 ? n - 1 : active;
-        setActive(Math.min(n - 1, Math.max(0, from + (ev.key === 'ArrowLeft' ? -1 : 1))));
-      } else if (ev.key === 'Escape') {
-        setActive(-1);
-      }
-    });
-
-    container.appendChild(svg);
+    parts = { n, highlight, tip, tipBox, tipLine1, tipLine2, band, plotW, plotH, x };
+    if (svg.parentNode !== container) container.replaceChildren(svg);
     if (active >= n) active = -1;
     showActive();
   };

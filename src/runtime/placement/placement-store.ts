@@ -1,0 +1,234 @@
+import type { Redis } from 'ioredis';
+import { AdaggError, ErrorCode } from '../../errors.ts';
+import type { RedisKeys } from '../redis-keys.ts';
+import type { NodeRecord, NodeView, PlacementEntry, PlacementTable } from './types.ts';
+
+/**
+ * Membership and the placement table in Redis. Every ownership change runs as one Lua step that
+ * also sets the shard's epoch key (the one the fenced commit checks), so the table and the fence
+ * can never disagree. Operator changes carry the table version they read (compare-and-set).
+ *
+ * Keys: `<p>:placement` hash (`v` version, `suspended`, `s:<n>` JSON entry), `<p>:{s<n>}:epoch`,
+ * `<p>:nodes` hash (id → heartbeat JSON), `<p>:drain` hash (id → since), `<p>:controller` lease.
+ */
+
+// ARGV[1] = expected version or '' (no check). Returns an error reply 'CONFLICT <version>'.
+const CHECK_VERSION = `
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then
+  return redis.error_reply('CONFLICT ' .. v)
+end
+local function entry(shard)
+  local raw = redis.call('HGET', KEYS[1], 's:' .. shard)
+  if raw then return cjson.decode(raw) end
+  return { shard = tonumber(shard), owner = cjson.null, epoch = 0, movingTo = cjson.null, movingSince = cjson.null, pinned = cjson.null, since = 0 }
+end
+local function save(e)
+  redis.call('HSET', KEYS[1], 's:' .. e.shard, cjson.encode(e))
+  return redis.call('HINCRBY', KEYS[1], 'v', 1)
+end
+`;
+
+/** KEYS: placement, epoch. ARGV: version, shard, to, now. New owner with a new epoch (assign / force). */
+const ASSIGN_LUA = `${CHECK_VERSION}
+local e = entry(ARGV[2])
+local epoch = redis.call('INCR', KEYS[2])
+e.owner = ARGV[3]; e.epoch = epoch; e.movingTo = cjson.null; e.movingSince = cjson.null; e.since = tonumber(ARGV[4])
+save(e)
+return epoch`;
+
+/** KEYS: placement. ARGV: version, shard, to, now. Asks the owner to hand off. */
+const MOVE_LUA = `${CHECK_VERSION}
+local e = entry(ARGV[2])
+if e.owner == cjson.null then return redis.error_reply('UNASSIGNED') end
+if e.owner == ARGV[3] then return 0 end
+e.movingTo = ARGV[3]; e.movingSince = tonumber(ARGV[4])
+save(e)
+return 1`;
+
+/** KEYS: placement, epoch. ARGV: '', shard, from, epoch, now. The old owner completes its handoff. */
+const RELEASE_LUA = `${CHECK_VERSION}
+local e = entry(ARGV[2])
+if e.owner ~= ARGV[3] or e.epoch ~= tonumber(ARGV[4]) or e.movingTo == cjson.null then
+  return redis.error_reply('NOT_OWNER')
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return redis.error_reply('NOT_OWNER') end
+local epoch = redis.call('INCR', KEYS[2])
+e.owner = e.movingTo; e.epoch = epoch; e.movingTo = cjson.null; e.movingSince = cjson.null; e.since = tonumber(ARGV[5])
+save(e)
+return epoch`;
+
+/** KEYS: placement. ARGV: version, shard, node or ''. */
+const PIN_LUA = `${CHECK_VERSION}
+local e = entry(ARGV[2])
+if ARGV[3] == '' then e.pinned = cjson.null else e.pinned = ARGV[3] end
+save(e)
+return 1`;
+
+/** KEYS: placement. ARGV: version, shard. Clears a handoff whose target died. */
+const CANCEL_LUA = `${CHECK_VERSION}
+local e = entry(ARGV[2])
+e.movingTo = cjson.null; e.movingSince = cjson.null
+save(e)
+return 1`;
+
+/** KEYS: placement. ARGV: version, '0'|'1'. */
+const SUSPEND_LUA = `${CHECK_VERSION}
+redis.call('HSET', KEYS[1], 'suspended', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'v', 1)`;
+
+export interface PlacementStoreOptions {
+  shards: number;
+  /** A node whose last heartbeat is older than this is dead. */
+  heartbeatTimeoutMs: number;
+}
+
+export class PlacementStore {
+  private readonly table: string;
+  private readonly nodesKey: string;
+  private readonly drainKey: string;
+  private readonly leaderKey: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly opts: PlacementStoreOptions,
+  ) {
+    this.table = `${keys.prefix}:placement`;
+    this.nodesKey = `${keys.prefix}:nodes`;
+    this.drainKey = `${keys.prefix}:drain`;
+    this.leaderKey = `${keys.prefix}:controller`;
+    const cmds: Array<[string, string, number]> = [
+      ['adaggAssign', ASSIGN_LUA, 2],
+      ['adaggMove', MOVE_LUA, 1],
+      ['adaggRelease', RELEASE_LUA, 2],
+      ['adaggPin', PIN_LUA, 1],
+      ['adaggCancel', CANCEL_LUA, 1],
+      ['adaggSuspend', SUSPEND_LUA, 1],
+    ];
+    for (const [name, lua, numberOfKeys] of cmds) {
+      if (!(name in redis)) redis.defineCommand(name, { lua, numberOfKeys });
+    }
+  }
+
+  get shards(): number {
+    return this.opts.shards;
+  }
+
+  async read(): Promise<PlacementTable> {
+    const h = await this.redis.hgetall(this.table);
+    const entries: PlacementEntry[] = [];
+    for (let s = 0; s < this.opts.shards; s++) {
+      const raw = h[`s:${s}`];
+      entries.push(
+        raw
+          ? normalise(JSON.parse(raw) as PlacementEntry)
+          : { shard: s, owner: null, epoch: 0, movingTo: null, movingSince: null, pinned: null, since: 0 },
+      );
+    }
+    return { version: Number(h.v ?? 0), suspended: h.suspended === '1', entries };
+  }
+
+  async heartbeat(rec: NodeRecord): Promise<void> {
+    await this.redis.hset(this.nodesKey, rec.id, JSON.stringify(rec));
+  }
+
+  async removeNode(id: string): Promise<void> {
+    await this.redis.multi().hdel(this.nodesKey, id).hdel(this.drainKey, id).exec();
+  }
+
+  async nodes(now: number): Promise<NodeView[]> {
+    const [recs, drains] = await Promise.all([this.redis.hgetall(this.nodesKey), this.redis.hgetall(this.drainKey)]);
+    return Object.values(recs)
+      .map((raw) => JSON.parse(raw) as NodeRecord)
+      .map((r) => ({ ...r, alive: now - r.heartbeatAt <= this.opts.heartbeatTimeoutMs, draining: r.id in drains }))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  async setDraining(node: string, on: boolean, now: number): Promise<void> {
+    if (on) await this.redis.hset(this.drainKey, node, String(now));
+    else await this.redis.hdel(this.drainKey, node);
+  }
+
+  /** Takes or renews the controller lease; true when `node` is the leader. */
+  async lead(node: string, ttlMs: number): Promise<boolean> {
+    const ok = await this.redis.set(this.leaderKey, node, 'PX', ttlMs, 'NX');
+    if (ok) return true;
+    if ((await this.redis.get(this.leaderKey)) !== node) return false;
+    await this.redis.pexpire(this.leaderKey, ttlMs);
+    return true;
+  }
+
+  async leader(): Promise<string | null> {
+    return this.redis.get(this.leaderKey);
+  }
+
+  /** Gives a shard to `to` with a new epoch (fencing the previous owner). */
+  assign(shard: number, to: string, now: number, version?: number): Promise<number> {
+    return this.run(() => this.redis.adaggAssign(this.table, this.keys.epoch(shard), ver(version), shard, to, now));
+  }
+
+  /** Starts a handoff: the owner stops, commits and releases to `to`. */
+  requestMove(shard: number, to: string, now: number, version?: number): Promise<number> {
+    return this.run(() => this.redis.adaggMove(this.table, ver(version), shard, to, now));
+  }
+
+  /** The old owner's last step of a handoff; returns the new owner's epoch. */
+  release(shard: number, from: string, epoch: number, now: number): Promise<number> {
+    return this.run(() => this.redis.adaggRelease(this.table, this.keys.epoch(shard), '', shard, from, epoch, now));
+  }
+
+  pin(shard: number, node: string | null, version?: number): Promise<number> {
+    return this.run(() => this.redis.adaggPin(this.table, ver(version), shard, node ?? ''));
+  }
+
+  cancelMove(shard: number, version?: number): Promise<number> {
+    return this.run(() => this.redis.adaggCancel(this.table, ver(version), shard));
+  }
+
+  setSuspended(on: boolean, version?: number): Promise<number> {
+    return this.run(() => this.redis.adaggSuspend(this.table, ver(version), on ? '1' : '0'));
+  }
+
+  private async run(fn: () => Promise<number>): Promise<number> {
+    try {
+      return await fn();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      if (msg.startsWith('CONFLICT')) {
+        throw new AdaggError(ErrorCode.PlacementConflict, `placement changed concurrently (now version ${msg.split(' ')[1]}); read it again and retry`, { cause: err });
+      }
+      if (msg.startsWith('NOT_OWNER')) throw new AdaggError(ErrorCode.Fenced, 'not the owner of the shard any more', { cause: err });
+      if (msg.startsWith('UNASSIGNED')) throw new AdaggError(ErrorCode.BadParam, 'the shard has no owner yet', { cause: err });
+      throw err;
+    }
+  }
+}
+
+function ver(v: number | undefined): string {
+  return v === undefined ? '' : String(v);
+}
+
+/** cjson writes null as JSON null; keep the TypeScript shape exact. */
+function normalise(e: PlacementEntry): PlacementEntry {
+  return {
+    shard: e.shard,
+    owner: e.owner ?? null,
+    epoch: e.epoch ?? 0,
+    movingTo: e.movingTo ?? null,
+    movingSince: e.movingSince ?? null,
+    pinned: e.pinned ?? null,
+    since: e.since ?? 0,
+  };
+}
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    adaggAssign(...args: Array<string | number>): Promise<number>;
+    adaggMove(...args: Array<string | number>): Promise<number>;
+    adaggRelease(...args: Array<string | number>): Promise<number>;
+    adaggPin(...args: Array<string | number>): Promise<number>;
+    adaggCancel(...args: Array<string | number>): Promise<number>;
+    adaggSuspend(...args: Array<string | number>): Promise<number>;
+  }
+}
