@@ -39,6 +39,9 @@ export const ErrorCode = {
   ServerStart: 'ADAGG_E_SERVER_START',
   StreamMismatch: 'ADAGG_E_STREAM_MISMATCH',
   NotFound: 'ADAGG_E_NOT_FOUND',
+  TooManyJobs: 'ADAGG_E_TOO_MANY_JOBS',
+  ScanLimit: 'ADAGG_E_SCAN_LIMIT',
+  ScanFailed: 'ADAGG_E_SCAN_FAILED',
   Internal: 'ADAGG_E_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

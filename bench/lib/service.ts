@@ -4,7 +4,7 @@
  * pid for RSS readings, and stops it with SIGTERM (graceful drain) or SIGKILL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
 import { sleep } from './stats.ts';
@@ -22,6 +22,8 @@ export interface ServiceOptions {
   env?: Record<string, string>;
   /** Write a V8 CPU profile of the service into this dir on graceful exit. */
   cpuProfDir?: string;
+  /** Append the service's stdout/stderr to this file. */
+  logFile?: string;
   readyTimeoutMs?: number;
 }
 
@@ -74,7 +76,10 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   const logs: LogLine[] = [];
   let tail = '';
   let partial = '';
+  const logStream = o.logFile ? createWriteStream(o.logFile, { flags: 'a' }) : undefined;
+  child.once('exit', () => logStream?.end());
   const onData = (d: Buffer): void => {
+    logStream?.write(d);
     const text = partial + d.toString();
     const lines = text.split('\n');
     partial = lines.pop() ?? '';
@@ -91,7 +96,10 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     }
   };
   child.stdout!.on('data', onData);
-  child.stderr!.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-20_000)));
+  child.stderr!.on('data', (d: Buffer) => {
+    logStream?.write(d);
+    tail = (tail + d.toString()).slice(-20_000);
+  });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (o.readyTimeoutMs ?? 60_000);

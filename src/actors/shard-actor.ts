@@ -142,9 +142,9 @@ export class ShardActor {
       this.windowFor(m).add(c, this.config.dimensions);
       if (m <= this.closedThrough) {
         res.late++;
-        // After its commit a closed minute lives on in the rankings' retained copy: correct it too.
-        if (!this.pendingClosed.has(m)) this.rankings.retainedMinute(m)?.add(c, this.config.dimensions);
-        this.rankings.markDirty(m);
+        // Pending minutes are shared with the rankings; otherwise correct the rankings' own copy.
+        if (this.pendingClosed.has(m)) this.rankings.markDirty(m);
+        else this.rankings.addLate(m, this.closedThrough, (mc) => mc.add(c, this.config.dimensions));
       }
       if (c.ts > maxTs) maxTs = c.ts;
     }

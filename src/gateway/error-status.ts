@@ -9,6 +9,13 @@ const STATUS: Partial<Record<string, number>> = {
   [ErrorCode.TooManyLines]: 413,
   [ErrorCode.UnsupportedMediaType]: 415,
   [ErrorCode.NotFound]: 404,
+  [ErrorCode.TooManyJobs]: 429,
+  [ErrorCode.ScanLimit]: 422,
+  [ErrorCode.ScanFailed]: 503,
+  [ErrorCode.PlacementConflict]: 409,
+  [ErrorCode.UnknownShard]: 404,
+  [ErrorCode.UnknownNode]: 404,
+  [ErrorCode.NodeNotAlive]: 409,
   [ErrorCode.PublishFailed]: 503,
   [ErrorCode.ShardUnavailable]: 503,
 };

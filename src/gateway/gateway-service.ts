@@ -15,12 +15,13 @@ import { RedisKeys } from '../runtime/redis-keys.ts';
 import { ensureStreams } from '../runtime/streams.ts';
 import { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
 import { topology } from '../runtime/topology.ts';
+import { QueryJobs } from './query-jobs.ts';
 import { QueryService } from './query-service.ts';
 import { buildGateway } from './server.ts';
 
 export interface GatewayServiceDeps {
   /** The actor kinds the gateway hosts (the top-N reducer; src/actors/index.ts). */
-  actors: Pick<ActorRegistry, 'createTopNReducer'>;
+  actors: Pick<ActorRegistry, 'createTopNReducer' | 'shardActors'>;
   clock?: Clock;
   log?: Logger;
   /** Shared with a co-located runtime node so /metrics shows both. */
@@ -35,6 +36,7 @@ export class GatewayService {
   private nc: NatsConnection | undefined;
   private redis: Redis | undefined;
   private reducer: TopNReducerHost | undefined;
+  private queryJobs: QueryJobs | undefined;
   private closing: Promise<void> | undefined;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
@@ -68,7 +70,8 @@ export class GatewayService {
     });
     this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
     this.reducer.start();
-    this.app = buildGateway(o, { reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
+    this.queryJobs = new QueryJobs(this.nc, topo, o, { actors: this.deps.actors.shardActors, clock: this.deps.clock, log: this.log });
+    this.app = buildGateway(o, { queryJobs: this.queryJobs, reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
     await this.app.listen({ port: o.httpPort, host: o.httpHost });
     const addr = this.app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : o.httpPort;
@@ -79,6 +82,7 @@ export class GatewayService {
     this.closing ??= (async () => {
       await this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'));
       await this.reducer?.close();
+      await this.queryJobs?.close();
       await this.nc?.drain().catch(() => undefined);
       this.redis?.disconnect();
     })();

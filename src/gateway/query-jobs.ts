@@ -23,23 +23,6 @@ import type { Topology } from '../runtime/topology.ts';
  * closes during the scan; the result is built from its queryAd / queryTop like a synchronous query.
  */
 
-/** Error codes of the job API (to move into src/errors.ts `ErrorCode`). */
-export const QueryJobErrorCode = {
-  /** The scan window holds more stream messages than `maxScanMessages` (job `failed`). */
-  ScanLimit: 'ADAGG_E_SCAN_LIMIT',
-  /** `maxJobs` jobs are kept and none has finished: POST /v1/queries is refused (HTTP 429). */
-  TooManyJobs: 'ADAGG_E_TOO_MANY_JOBS',
-  /** The scan failed (NATS error, shutdown); the job is `failed` with this code. */
-  ScanFailed: 'ADAGG_E_SCAN_FAILED',
-} as const;
-
-/** HTTP statuses of the codes above when a request fails with them (job failures are inside a 200). */
-export const QUERY_JOB_HTTP_STATUS: Readonly<Record<string, number>> = {
-  [QueryJobErrorCode.TooManyJobs]: 429,
-  [QueryJobErrorCode.ScanLimit]: 422,
-  [QueryJobErrorCode.ScanFailed]: 503,
-};
-
 export interface QueryJobsOptions {
   shards: number;
   /** Clicks are stored at most this long after their event time (ingest refuses older ones). */
@@ -323,7 +306,7 @@ export class QueryJobs {
 
   /** Registers a job (status `queued`); it starts when a scan slot is free. */
   submit(spec: QueryJobSpec): QueryJobView {
-    if (this.closed) throw new AdaggError(QueryJobErrorCode.ScanFailed, 'query jobs are shutting down');
+    if (this.closed) throw new AdaggError(ErrorCode.ScanFailed, 'query jobs are shutting down');
     const now = this.clock.now();
     this.prune(now);
     this.makeRoom();
@@ -365,9 +348,9 @@ export class QueryJobs {
   async close(): Promise<void> {
     this.closed = true;
     const now = this.clock.now();
-    for (const job of this.queue.splice(0)) this.finish(job, now, { code: QueryJobErrorCode.ScanFailed, error: 'the gateway shut down before the job started' });
+    for (const job of this.queue.splice(0)) this.finish(job, now, { code: ErrorCode.ScanFailed, error: 'the gateway shut down before the job started' });
     for (const job of this.jobs.values()) {
-      if (job.status === 'running') job.abort.abort(new AdaggError(QueryJobErrorCode.ScanFailed, 'the gateway shut down during the scan'));
+      if (job.status === 'running') job.abort.abort(new AdaggError(ErrorCode.ScanFailed, 'the gateway shut down during the scan'));
     }
     await Promise.allSettled([...this.runs]);
   }
@@ -411,7 +394,7 @@ export class QueryJobs {
     }
     if (this.jobs.size >= this.limits.maxJobs) {
       throw new AdaggError(
-        QueryJobErrorCode.TooManyJobs,
+        ErrorCode.TooManyJobs,
         `${this.jobs.size} query jobs are queued or running (at most ${this.limits.maxJobs} are kept); retry when some have finished`,
       );
     }
@@ -448,7 +431,7 @@ export class QueryJobs {
       const e = job.abort.signal.aborted && job.abort.signal.reason instanceof AdaggError ? job.abort.signal.reason : err;
       const error = e instanceof AdaggError
         ? { code: e.code, error: e.message }
-        : { code: QueryJobErrorCode.ScanFailed, error: `scan of the raw stream failed: ${e instanceof Error ? e.message : String(e)}` };
+        : { code: ErrorCode.ScanFailed, error: `scan of the raw stream failed: ${e instanceof Error ? e.message : String(e)}` };
       if (!(e instanceof AdaggError)) this.deps.log?.error({ err: e, job: job.id }, 'query job failed');
       this.finish(job, this.clock.now(), error);
     }
@@ -502,7 +485,7 @@ export class QueryJobs {
     job.scan = { scannedMessages: res.scannedMessages, totalMessages: res.totalMessages, scannedClicks: res.scannedClicks };
     if (res.stopped === 'limit') {
       throw new AdaggError(
-        QueryJobErrorCode.ScanLimit,
+        ErrorCode.ScanLimit,
         `the scan window holds more than ${this.limits.maxScanMessages} stream messages (${res.totalMessages} counted at start; maxScanMessages); narrow the range or name an ad`,
         { details: { totalMessages: res.totalMessages, maxScanMessages: this.limits.maxScanMessages } },
       );

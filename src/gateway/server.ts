@@ -7,7 +7,9 @@ import type { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
 import { toHttpError } from './error-status.ts';
 import { wsFeedRoutes } from './ws-feeds.ts';
 import type { QueryService } from './query-service.ts';
+import type { QueryJobs } from './query-jobs.ts';
 import { clickRoutes } from './routes/clicks.ts';
+import { queryJobRoutes } from './routes/query-jobs.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { countRoutes } from './routes/counts.ts';
 import { opsRoutes, type Readiness } from './routes/ops.ts';
@@ -27,6 +29,7 @@ export interface GatewayOptions {
 }
 
 export interface GatewayDeps {
+  queryJobs: QueryJobs;
   reducer: TopNReducerHost;
   events: RuntimeEvents;
   ingest: ClickIngest;
@@ -55,6 +58,7 @@ export function buildGateway(o: GatewayOptions, deps: GatewayDeps): FastifyInsta
   app.addHook('onClose', async () => closeFeeds());
   dashboardRoutes(app);
   clickRoutes(app, deps.ingest, o.maxLines);
+  queryJobRoutes(app, deps.queryJobs);
   countRoutes(app, deps.queries, o);
   opsRoutes(app, deps.queries, deps.registry, deps.ready, o.shards);
   return app;

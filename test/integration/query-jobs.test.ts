@@ -1,10 +1,11 @@
+import { ErrorCode } from '../../src/errors.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardActors } from '../../src/actors/index.ts';
 import { toHttpError } from '../../src/gateway/error-status.ts';
-import { QueryJobErrorCode, QueryJobs, type QueryJobsOptions } from '../../src/gateway/query-jobs.ts';
+import { QueryJobs, type QueryJobsOptions } from '../../src/gateway/query-jobs.ts';
 import { queryJobRoutes } from '../../src/gateway/routes/query-jobs.ts';
 import { shardOf } from '../../src/model/partition.ts';
 import { connectNats } from '../../src/runtime/nats.ts';
@@ -353,7 +354,7 @@ describe('query jobs over the raw stream', () => {
         expect(job.status).toBe(202);
         const done = await settle(lurl, job.body.id);
         expect(done.status).toBe('failed');
-        expect(done.error.code).toBe(QueryJobErrorCode.ScanLimit);
+        expect(done.error.code).toBe(ErrorCode.ScanLimit);
         expect(done.result).toBeNull();
         expect(done.progress.total_messages).toBeGreaterThan(5);
         expect(done.progress.fraction).toBeLessThan(1);

@@ -23,7 +23,8 @@ function throwCode(fn: () => unknown): string {
   return 'no error';
 }
 
-describe('Mailbox', () => {
+// A broken wake-up shows as a hang: fail fast instead of after the config's 120 s.
+describe('Mailbox', { timeout: 5_000 }, () => {
   it('rejects a capacity that is not a positive integer', () => {
     for (const c of [0, -1, 1.5, NaN]) expect(() => new Mailbox<number>(c)).toThrow(RangeError);
   });

@@ -1,3 +1,4 @@
+import { ErrorCode } from '../../src/errors.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +9,6 @@ import { AdaggError } from '../../src/errors.ts';
 import {
   clickMatcher,
   parseQueryJobRequest,
-  QueryJobErrorCode,
   QueryJobs,
   type QueryJobsOptions,
   type QueryJobView,
@@ -249,7 +249,7 @@ describe('QueryJobs', () => {
     const { id } = jobs.submit(jobs.parse({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN }));
     const v = await settle(jobs, id);
     expect(v.status).toBe('failed');
-    expect(v.error?.code).toBe(QueryJobErrorCode.ScanLimit);
+    expect(v.error?.code).toBe(ErrorCode.ScanLimit);
     expect(v.result).toBeNull();
     expect(v.progress.total_messages).toBe(5);
   });
@@ -279,7 +279,7 @@ describe('QueryJobs', () => {
     s.gate = new Promise((r) => (open = r));
     jobs.submit(jobs.parse(body));
     jobs.submit(jobs.parse(body));
-    expect(codeOf(() => jobs.submit(jobs.parse(body)))).toBe(QueryJobErrorCode.TooManyJobs);
+    expect(codeOf(() => jobs.submit(jobs.parse(body)))).toBe(ErrorCode.TooManyJobs);
     open();
   });
 
@@ -296,8 +296,8 @@ describe('QueryJobs', () => {
     const closing = jobs.close();
     open();
     await closing;
-    expect(jobs.get(a.id)).toMatchObject({ status: 'failed', error: { code: QueryJobErrorCode.ScanFailed } });
-    expect(jobs.get(b.id)).toMatchObject({ status: 'failed', error: { code: QueryJobErrorCode.ScanFailed } });
+    expect(jobs.get(a.id)).toMatchObject({ status: 'failed', error: { code: ErrorCode.ScanFailed } });
+    expect(jobs.get(b.id)).toMatchObject({ status: 'failed', error: { code: ErrorCode.ScanFailed } });
   });
 
   it('refuses ranges older than the raw retention', () => {
@@ -332,7 +332,7 @@ describe('queryJobRoutes', () => {
 
     const full = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body });
     expect(full.statusCode).toBe(429);
-    expect(full.json().code).toBe(QueryJobErrorCode.TooManyJobs);
+    expect(full.json().code).toBe(ErrorCode.TooManyJobs);
     const badJson = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body: '{"kind"' });
     expect(badJson.statusCode).toBe(400);
     expect(badJson.json().code).toBe('ADAGG_E_BAD_PARAM');

@@ -41,7 +41,8 @@ function make(failures: Array<Error | null>, opts: SupervisorOptions = {}) {
   return { clock, sup, restarts, states, ...s };
 }
 
-describe('Supervisor', () => {
+// A lost wake-up shows as a hang: fail fast instead of after the config's 120 s.
+describe('Supervisor', { timeout: 5_000 }, () => {
   it('restarts a failing child with backoff 200 ms, then 400 ms, and keeps the one that runs', async () => {
     const t = make([new Error('boom 1'), new Error('boom 2'), null]);
     t.sup.start();

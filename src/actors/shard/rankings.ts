@@ -1,6 +1,6 @@
 import { parseSpecKey, specKey, type RankSpec } from '../../model/rank-spec.ts';
 import { topN, type Ranked } from '../../model/top-n.ts';
-import { flatten, type FlatCounts, type MinuteCounts } from './minute-counts.ts';
+import { flatten, MinuteCounts, type FlatCounts } from './minute-counts.ts';
 
 /**
  * A shard's streaming top-K per ranking spec (window length × optional filter).
@@ -87,9 +87,17 @@ export class ShardRankings {
     this.markDirty(minute);
   }
 
-  /** Retained counts of a closed minute, to apply a late click to after its commit. */
-  retainedMinute(minute: number): MinuteCounts | undefined {
-    return this.retained.get(minute);
+  /**
+   * A late click for a closed minute whose counts are no longer shared with the actor's own
+   * windows (committed, or closed while empty): count it in the retained copy, creating the copy
+   * if the minute closed empty, as long as a live window can still reach the minute.
+   */
+  addLate(minute: number, closedThrough: number, add: (mc: MinuteCounts) => void): void {
+    if (minute < closedThrough + 1 - this.maxWindow) return;
+    let mc = this.retained.get(minute);
+    if (!mc) this.retained.set(minute, (mc = new MinuteCounts()));
+    add(mc);
+    this.markDirty(minute);
   }
 
   /** A closed minute's counts changed (a late click): rankings whose windows hold it are recomputed. */

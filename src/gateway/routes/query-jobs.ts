@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { AdaggError, ErrorCode } from '../../errors.ts';
-import { QUERY_JOB_HTTP_STATUS, type QueryJobs } from '../query-jobs.ts';
+import type { QueryJobs } from '../query-jobs.ts';
 
 /** The body as JSON: the gateway hands bodies over as strings (its own parser); objects are accepted too. */
 function jsonBody(body: unknown): unknown {
@@ -15,18 +15,6 @@ function jsonBody(body: unknown): unknown {
 }
 
 /**
- * Sends errors whose codes the gateway's error handler does not map yet (ADAGG_E_TOO_MANY_JOBS, …)
- * with their own status; everything else goes to the app's error handler.
- */
-function sendOwnError(err: unknown, reply: FastifyReply): FastifyReply {
-  if (err instanceof AdaggError) {
-    const status = QUERY_JOB_HTTP_STATUS[err.code];
-    if (status !== undefined) return reply.code(status).send({ code: err.code, error: err.message });
-  }
-  throw err;
-}
-
-/**
  * Query jobs over the raw stream, for filters the actors do not pre-aggregate:
  * - `POST /v1/queries` `{kind: "aggregated_count", ad_id, from, to, filter}` or
  *   `{kind: "popular_ads", count, from, to, filter}` → 202 `{id, status: "queued", links: {self}}`;
@@ -35,15 +23,8 @@ function sendOwnError(err: unknown, reply: FastifyReply): FastifyReply {
  */
 export function queryJobRoutes(app: FastifyInstance, jobs: QueryJobs): void {
   app.post('/v1/queries', async (req, reply) => {
-    try {
-      const view = jobs.submit(jobs.parse(jsonBody(req.body)));
-      return reply
-        .code(202)
-        .header('location', view.links.self)
-        .send({ id: view.id, status: view.status, links: view.links });
-    } catch (err) {
-      return sendOwnError(err, reply);
-    }
+    const view = jobs.submit(jobs.parse(jsonBody(req.body)));
+    return reply.code(202).header('location', view.links.self).send({ id: view.id, status: view.status, links: view.links });
   });
 
   app.get<{ Params: { id: string } }>('/v1/queries/:id', async (req) => {
