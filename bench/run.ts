@@ -90,7 +90,13 @@ try {
     const prefix = freshPrefix('l');
     await attempt('latency/http service', async () => {
       progress.set({ phase: 'latency/http: starting service', sent: 0, done: undefined });
-      const svc = await startService({ natsUrl: servers.natsUrl, redisUrl: servers.redisUrl, prefix, shards: cfg.shards });
+      const svc = await startService({
+        natsUrl: servers.natsUrl,
+        redisUrl: servers.redisUrl,
+        prefix,
+        shards: cfg.shards,
+        logFile: path.join(servers.logDir, `service-${prefix}.log`),
+      });
       try {
         if (cfg.only.has('latency')) latency = await attempt('latency', () => runLatency(ctx, svc, prefix));
         if (cfg.only.has('http')) http = await attempt('http', () => runHttp(ctx, svc, prefix));

@@ -212,6 +212,9 @@ export function compileOptions(input: AdaggOptions | Record<string, unknown> = {
   for (const d of o.dimensions) {
     if (!/^[A-Za-z0-9_]{1,32}$/.test(d)) throw new OptionError('dimensions', `bad dimension name "${d}"`);
   }
+  // A repeated dimension would be counted twice per click.
+  if (new Set(o.dimensions).size !== o.dimensions.length) throw new OptionError('dimensions', 'lists a dimension twice');
+  if (new Set(o.cubes).size !== o.cubes.length) throw new OptionError('cubes', 'lists a cube twice');
   return o;
 }
 

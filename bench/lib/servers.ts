@@ -1,6 +1,6 @@
 /** The bench's own nats-server and redis-server (free ports, temp dir), never the shared 4222/6379. */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -18,6 +18,8 @@ export interface BenchServers {
   nc: NatsConnection;
   /** Client for the bench's own reads (meta polling, exactness checks). */
   rd: Redis;
+  /** Where service logs go: $BENCH_LOG_DIR if set (kept), else the temp dir (removed at the end). */
+  logDir: string;
   stop(): Promise<void>;
 }
 
@@ -31,7 +33,10 @@ export async function startBenchServers(): Promise<BenchServers> {
   const nc = await connectNats(nats.url, 'adagg-bench');
   const rd = new Redis(redis.url, { maxRetriesPerRequest: 3 });
   let stopped: Promise<void> | undefined;
+  const logDir = process.env.BENCH_LOG_DIR ? path.resolve(process.env.BENCH_LOG_DIR) : dir;
+  await mkdir(logDir, { recursive: true });
   return {
+    logDir,
     natsUrl: nats.url,
     redisUrl: redis.url,
     nats,

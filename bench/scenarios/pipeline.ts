@@ -57,6 +57,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     redisUrl: servers.redisUrl,
     prefix,
     shards: cfg.shards,
+    logFile: path.join(servers.logDir, `service-${prefix}.log`),
     ...(profDir ? { cpuProfDir: profDir } : {}),
   });
   try {

@@ -4,6 +4,7 @@
  * every shard restored from its snapshot ('shard actor restored' log line), replay until the
  * committed sequence reaches the stream end; then exactness as in the pipeline scenario.
  */
+import path from 'node:path';
 import { compileOptions } from '../../src/options.ts';
 import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { ensureStreams } from '../../src/runtime/streams.ts';
@@ -82,7 +83,14 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
   const tp = Date.now();
   await publishAll(w, producer, cfg.window).finally(() => clearInterval(tick));
   const backlogPublishPerSec = (tracker.ackedEvents * 1000) / (Date.now() - tp);
-  const svcOpts = { natsUrl: servers.natsUrl, redisUrl: servers.redisUrl, prefix, shards: cfg.shards, logLevel: 'info' };
+  const svcOpts = {
+    natsUrl: servers.natsUrl,
+    redisUrl: servers.redisUrl,
+    prefix,
+    shards: cfg.shards,
+    logLevel: 'info',
+    logFile: path.join(servers.logDir, `service-${prefix}.log`),
+  };
   let svc: Service | undefined;
   const committed = async () => tracker.eventsThrough((await readMetas(servers.rd, prefix, cfg.shards)).map((m) => m.seq));
   try {

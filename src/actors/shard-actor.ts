@@ -123,19 +123,26 @@ export class ShardActor {
     if (seq <= this.lastSeq) return { ...res, skipped: true };
     this.lastBatchWallMs = this.ports.clock.now();
     const oldest = this.watermark === NO_TIME ? -Infinity : this.watermark - this.config.retentionMs;
+    // Classify without changing state, so a failure while loading corrections leaves the actor
+    // exactly as it was (its batch can be applied again); state changes only after the await.
     const fresh: Click[] = [];
+    const kept: Click[] = [];
+    const inBatch = new Set<string>();
     for (const c of clicks) {
       if (c.ts < oldest) {
         res.tooOld.push(c);
         continue;
       }
-      if (!this.dedup.addIfAbsent(c.click_id, minuteOf(c.ts))) {
+      kept.push(c);
+      if (inBatch.has(c.click_id) || this.dedup.has(c.click_id)) {
         res.duplicates++;
         continue;
       }
+      inBatch.add(c.click_id);
       fresh.push(c);
     }
     await this.loadCorrections(fresh);
+    for (const c of kept) this.dedup.addIfAbsent(c.click_id, minuteOf(c.ts));
     let maxTs = this.maxEventTs;
     for (const c of fresh) {
       const m = minuteOf(c.ts);
@@ -366,15 +373,22 @@ export class ShardActor {
     if (doc[1] !== config.shard) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, `snapshot of shard ${String(doc[1])} loaded into shard ${config.shard}`);
     }
-    const a = new ShardActor(config, ports);
-    a.lastSeq = doc[2] as number;
-    a.maxEventTs = doc[3] as number;
-    a.watermark = doc[4] as number;
-    a.closedThrough = doc[5] as number;
-    for (const [m, totals, dims] of doc[6] as Array<[number, unknown, unknown]>) {
-      a.open.set(m, MinuteCounts.decode([totals, dims]));
+    const [, , lastSeq, maxEventTs, watermark, closedThrough, open, dedup] = doc as unknown[];
+    const nums = [lastSeq, maxEventTs, watermark, closedThrough];
+    if (!nums.every((n) => typeof n === 'number' && Number.isFinite(n)) || !Array.isArray(open) || !(dedup instanceof Uint8Array)) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot fields have the wrong types`);
     }
-    a.dedup = ClickDedup.fromBytes(doc[7] as Uint8Array);
+    const a = new ShardActor(config, ports);
+    a.lastSeq = lastSeq as number;
+    a.maxEventTs = maxEventTs as number;
+    a.watermark = watermark as number;
+    a.closedThrough = closedThrough as number;
+    try {
+      for (const [m, totals, dims] of open as Array<[number, unknown, unknown]>) a.open.set(m, MinuteCounts.decode([totals, dims]));
+    } catch (err) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot windows are malformed`, { cause: err });
+    }
+    a.dedup = ClickDedup.fromBytes(dedup);
     return a;
   }
 }

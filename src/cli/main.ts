@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ingestFiles } from './ingest.ts';
+import { runGateway, runNode } from './services.ts';
 import { startAllInOne } from './start.ts';
 
 const HELP: Record<string, string> = {
@@ -9,6 +10,8 @@ Usage: adagg <command> [options]
 
 Commands:
   start     run the whole stack on this machine (runtime node + gateway; local servers unless NATS_URL/REDIS_URL)
+  node      run one runtime node (actors only) joining the cluster: adagg node --id ID
+  gateway   run the HTTP/WebSocket gateway alone
   ingest    send NDJSON or [AdClickEvent] log files to the gateway
 
 Run 'adagg <command> --help' for a command's options. Configuration: environment variables (README).`,
@@ -16,6 +19,19 @@ Run 'adagg <command> --help' for a command's options. Configuration: environment
 
 Runs one runtime node and the HTTP gateway (ADAGG_HTTP_PORT, default 8080). Without NATS_URL and
 REDIS_URL it starts nats-server -js and redis-server (AOF) with data under ADAGG_DATA_DIR (./data).`,
+  node: `Usage: adagg node --id ID
+
+Runs one runtime node: it registers and heartbeats, takes part in the placement controller's
+leader election, and runs the shard actors the placement table gives it. Needs NATS_URL (a comma
+list for a cluster) and REDIS_URL. Options are the environment variables in README.
+
+Options:
+  --id ID        node id, unique in the cluster (default $ADAGG_NODE_ID or host-pid)
+  -h, --help     this help`,
+  gateway: `Usage: adagg gateway
+
+Runs the HTTP/WebSocket gateway (ADAGG_HTTP_PORT, default 8080) alone. It finds shard actors through
+NATS subjects, so it needs no list of nodes. Needs NATS_URL and REDIS_URL.`,
   ingest: `Usage: adagg ingest [options] FILE... ('-' or nothing reads stdin)
 
 Reads NDJSON clicks and '[AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA' lines.
@@ -42,6 +58,15 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'start':
       await startAllInOne();
+      return -1;
+    case 'node': {
+      const { values } = parseArgs({ args: rest, options: { id: { type: 'string' } } });
+      await runNode(values.id);
+      return -1;
+    }
+    case 'gateway':
+      parseArgs({ args: rest, options: {} });
+      await runGateway();
       return -1;
     case 'ingest': {
       const { values, positionals } = parseArgs({

@@ -7,6 +7,7 @@ import { RuntimeEvents } from '../runtime/events.ts';
 import { startNatsServer, startRedisServer, type ServerHandle } from '../runtime/local-servers.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { RuntimeNode } from '../runtime/runtime-node.ts';
+import { onShutdown } from './services.ts';
 import { reapStaleServers, recordServers } from './stale-servers.ts';
 
 /**
@@ -49,15 +50,8 @@ export async function startAllInOne(): Promise<void> {
   const { url } = await gateway.start();
   log.info({ url, natsUrl, redisUrl, shards: o.shards }, 'adagg is ready');
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
+  onShutdown(log, async () => {
     const steps = [() => gateway.close(), () => node.close(), ...servers.map((s) => () => s.stop())];
     for (const step of steps) await step().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  });
 }

@@ -59,9 +59,7 @@ export function decodeBatch(data: Uint8Array): Click[] {
 export function batchMsgId(shard: number, clicks: readonly Click[]): string {
   const h = createHash('sha256');
   h.update(String(shard));
-  for (const c of clicks) {
-    h.update('\u0000');
-    h.update(c.click_id);
-  }
+  // Length-prefixed, so no two different lists of ids can hash the same input.
+  for (const c of clicks) h.update(`${c.click_id.length}:${c.click_id}`);
   return `b${shard}-${h.digest('base64url').slice(0, 32)}`;
 }

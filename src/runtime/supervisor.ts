@@ -1,3 +1,4 @@
+import { AdaggError, ErrorCode } from '../errors.ts';
 import type { Clock } from './clock.ts';
 import { Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
@@ -38,7 +39,7 @@ export class Supervisor {
   }
 
   start(): void {
-    if (this.loop) throw new Error(`${this.name}: start() called twice`);
+    if (this.loop) throw new AdaggError(ErrorCode.AlreadyStarted, `${this.name}: start() called twice`);
     this.loop = this.supervise();
   }
 
@@ -53,7 +54,8 @@ export class Supervisor {
         this.lifecycle.to('running');
         await this.run(this.abort.signal);
         if (this.abort.signal.aborted) break;
-        failures = 0;
+        // A child must run until stopped: returning early is a failure, restarted with backoff.
+        throw new AdaggError(ErrorCode.Internal, `${this.name} returned without being stopped`);
       } catch (err) {
         if (this.abort.signal.aborted) break;
         this.lifecycle.to('failed', { err: errMeta(err) });
@@ -67,16 +69,24 @@ export class Supervisor {
         this.opts.onRestart?.(err, failures);
         const delay = Math.min(max, min * 2 ** (failures - 1));
         this.log.warn({ actor: this.name, attempt: failures, delayMs: delay, err: errMeta(err) }, 'actor failed, restarting');
-        await new Promise<void>((r) => {
-          this.wake = r;
-          const h = this.clock.setTimeout(r, delay);
-          this.abort.signal.addEventListener('abort', () => {
-            this.clock.clearTimeout(h);
-            r();
-          });
-        });
+        await this.sleep(delay);
       }
     }
+  }
+
+  /** Waits `ms` or until close(); the abort listener is removed either way (no leak per restart). */
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.clock.clearTimeout(h);
+        this.abort.signal.removeEventListener('abort', done);
+        this.wake = undefined;
+        resolve();
+      };
+      const h = this.clock.setTimeout(done, ms);
+      this.wake = done;
+      this.abort.signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   /** Stops the child (it drains and commits) and waits for it; idempotent. */

@@ -232,12 +232,9 @@ describe('batch codec', () => {
     expect(ids.size).toBe(2000);
   });
 
-  // BUG (src/model/batch-codec.ts, batchMsgId ~lines 58-66): ids are joined with '\u0000' without
-  // escaping or length-prefixing, and validateClick accepts any 1-128 character click_id, including
-  // NUL. So batch ["a\u0000b"] and batch ["a", "b"] of the same shard get the same Nats-Msg-Id:
-  // published within the JetStream duplicate window, the second batch is dropped as a duplicate
-  // and its clicks are never counted. Expected: different ids for different sets of clicks.
-  it.fails('batchMsgId differs for different click-id lists that join to the same NUL-separated string', () => {
+  // Regression: batchMsgId once joined ids with NUL, so a click_id containing NUL could give two
+  // different batches one Nats-Msg-Id (the second silently dropped by JetStream). Ids are now length-prefixed.
+  it('batchMsgId differs for different click-id lists that join to the same NUL-separated string', () => {
     const one = [{ click_id: 'a\u0000b', ad_id: 'ad-1', ts: 0 }];
     const two = [
       { click_id: 'a', ad_id: 'ad-1', ts: 0 },

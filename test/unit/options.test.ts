@@ -160,12 +160,8 @@ describe('compileOptions: bad values fail with ADAGG_E_BAD_OPTION naming the opt
     expect(compileOptions({ maxFutureMs: 0 }).maxFutureMs).toBe(0);
   });
 
-  // BUG (src/options.ts, compileOptions, the dimension check ~line 186): a repeated dimension is
-  // accepted (ADAGG_DIMENSIONS=country,country -> ['country','country']), unlike repeated parts of a
-  // cube. The actors then add every click to that dimension once per repetition
-  // (MinuteCounts.add loops over the list), so per-country counts come out doubled; see the
-  // second half of this test. Expected: ADAGG_E_BAD_OPTION for 'dimensions' (or de-duplication).
-  it.fails('a repeated dimension is rejected (or de-duplicated) instead of double counting', async () => {
+  // Regression: a repeated dimension was accepted and then counted twice per click.
+  it('a repeated dimension is rejected (or de-duplicated) instead of double counting', async () => {
     let dims: string[];
     try {
       dims = compileOptions(optionsFromEnv({ ADAGG_DIMENSIONS: 'country,country' })).dimensions;
