@@ -304,7 +304,7 @@ export class ShardActor {
   rankingUpdates(withProvisional: boolean): RankingUpdate[] {
     const now = this.ports.clock.now();
     this.rankings.expireSpecs(now);
-    return this.rankings.updates(this.closedThrough, this.open, minuteOf(now) + 1, withProvisional);
+    return this.rankings.updates(this.closedThrough, this.open, minuteOf(now) + 1, withProvisional, now);
   }
 
   addRankSpecs(specs: readonly RankSpec[], leaseMs: number): boolean[] {

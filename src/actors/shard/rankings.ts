@@ -31,6 +31,8 @@ const FINAL_HISTORY = 3;
 interface SpecState {
   spec: RankSpec;
   leaseUntil: number;
+  /** Provisional lists are sent only while a reducer holds a lease on the spec (someone watches it). */
+  provUntil: number;
   finalEnd: number;
   finalDirty: boolean;
   finals: Map<number, Ranked[]>;
@@ -50,21 +52,26 @@ export class ShardRankings {
     readonly maxWindow: number,
     defaults: readonly RankSpec[] = [1, 5, 60].filter((w) => w <= maxWindow).map((window) => ({ window, dim: null, value: null })),
   ) {
-    for (const s of defaults) this.addSpec(s, Infinity);
+    for (const s of defaults) this.addSpec(s, Infinity, false);
   }
 
-  /** Registers (or renews the lease of) a spec a reducer asked for; returns false if it is out of range. */
-  addSpec(spec: RankSpec, leaseUntil: number): boolean {
+  /**
+   * Registers (or renews the lease of) a spec a reducer asked for; returns false if it is out of
+   * range. `watched` specs also get provisional updates until the lease ends.
+   */
+  addSpec(spec: RankSpec, leaseUntil: number, watched = true): boolean {
     if (!Number.isInteger(spec.window) || spec.window < 1 || spec.window > this.maxWindow) return false;
     const key = specKey(spec);
     const cur = this.specs.get(key);
     if (cur) {
       cur.leaseUntil = Math.max(cur.leaseUntil, leaseUntil);
+      if (watched) cur.provUntil = Math.max(cur.provUntil, leaseUntil);
       return true;
     }
     this.specs.set(key, {
       spec,
       leaseUntil,
+      provUntil: watched ? leaseUntil : 0,
       finalEnd: -1,
       finalDirty: true,
       finals: new Map(),
@@ -122,7 +129,7 @@ export class ShardRankings {
    * `provEnd`: end of the provisional window (wall-clock minute + 1); `withProvisional`: whether
    * the provisional cadence (≤ 1/s) allows a provisional update now.
    */
-  updates(closedThrough: number, open: ReadonlyMap<number, MinuteCounts>, provEnd: number, withProvisional: boolean): RankingUpdate[] {
+  updates(closedThrough: number, open: ReadonlyMap<number, MinuteCounts>, provEnd: number, withProvisional: boolean, now: number): RankingUpdate[] {
     const out: RankingUpdate[] = [];
     if (closedThrough < 0) return out;
     const end = closedThrough + 1;
@@ -139,7 +146,7 @@ export class ShardRankings {
         s.finalDirty = false;
         for (const e of s.finals.keys()) if (e <= s.finalEnd - FINAL_HISTORY) s.finals.delete(e);
       }
-      if (withProvisional) {
+      if (withProvisional && s.provUntil >= now) {
         const u = this.provisional(key, s, closedThrough, open, provEnd);
         if (u) out.push(u);
       }
