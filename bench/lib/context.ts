@@ -31,6 +31,8 @@ export interface BenchConfig {
   httpEvents: number;
   httpClients: number;
   recoveryEvents: number;
+  /** Event time of the throughput workloads spans this many minutes before the current minute. */
+  spanMinutes: number;
   seed: number;
 }
 
@@ -45,6 +47,8 @@ export function parseConfig(argv: string[]): BenchConfig {
       runs: { type: 'string' },
       window: { type: 'string' },
       batch: { type: 'string' },
+      'span-minutes': { type: 'string' },
+      'final-wait': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -56,7 +60,10 @@ export function parseConfig(argv: string[]): BenchConfig {
   --events N     events per pipeline/transport/naive run (default 2,000,000; quick 200,000)
   --runs N       pipeline repetitions (default 3; quick 1)
   --window N     concurrent publish calls (default 32)
-  --batch N      producer maxBatch (default 500)`);
+  --batch N      producer maxBatch (default 500)
+  --span-minutes N  event time of pipeline/transport/naive/recovery spread over the N minutes
+                 before the current one (default 4)
+  --final-wait S longest wait, in seconds, for latency probes to become final (default 90; quick 25)`);
     process.exit(0);
   }
   const quick = values.quick === true;
@@ -88,10 +95,11 @@ export function parseConfig(argv: string[]): BenchConfig {
     latencyRate: quick ? 10_000 : 50_000,
     latencySeconds: quick ? 5 : 20,
     finalProbes: quick ? 3 : 5,
-    finalWaitMs: quick ? 25_000 : 90_000,
+    finalWaitMs: n(values['final-wait'], quick ? 25 : 90) * 1000,
     httpEvents: quick ? 50_000 : 500_000,
     httpClients: 4,
     recoveryEvents: quick ? 100_000 : 1_000_000,
+    spanMinutes: n(values['span-minutes'], 4),
     seed: 20_240_709,
   };
 }
@@ -118,9 +126,10 @@ export function freshPrefix(kind: string): string {
   return `b${kind}${randomBytes(4).toString('hex')}`;
 }
 
-/** Workload of the throughput scenarios: event time spread over the 4 minutes before the current minute. */
+/** Workload of the throughput scenarios: event time spread over the minutes before the current minute. */
 export function spreadSpec(cfg: BenchConfig, events: number, seed: number, tag: string): WorkloadSpec {
   const t0 = Math.floor(Date.now() / 60_000) * 60_000;
+  const span = cfg.spanMinutes * 60_000;
   return {
     events,
     ads: cfg.ads,
@@ -128,7 +137,7 @@ export function spreadSpec(cfg: BenchConfig, events: number, seed: number, tag: 
     lateFraction: 0.01,
     maxLateMs: 120_000,
     dupFraction: 0.01,
-    time: { mode: 'spread', startMs: t0 - 4 * 60_000, endMs: t0 - 1 },
+    time: { mode: 'spread', startMs: t0 - span, endMs: t0 - 1 },
     seed,
     tag,
     shards: cfg.shards,

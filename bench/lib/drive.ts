@@ -42,6 +42,8 @@ export async function drive(
   producer: TrackingProducer,
   probe: () => Promise<Probe>,
   timeoutMs = 15 * 60_000,
+  /** Returns a reason to abort (e.g. the service is in a crash loop), checked on every sample. */
+  health?: (done: number) => string | null,
 ): Promise<DriveResult> {
   const tracker = producer.tracker;
   const samples: Sample[] = [];
@@ -49,10 +51,18 @@ export async function drive(
   const t0 = Date.now();
   let tPublished = 0;
   let stop = false;
+  let unhealthy: string | null = null;
   const sampler = (async () => {
     while (!stop) {
       await sleep(250);
-      const p = await probe();
+      let p: Probe;
+      try {
+        p = await probe();
+      } catch (err) {
+        ctx.progress.log(`${phase}: progress probe failed: ${String(err)}`);
+        continue;
+      }
+      unhealthy ??= health?.(p.done) ?? null;
       const s: Sample = { t: Date.now() - t0, acked: tracker.ackedEvents, done: p.done };
       if (p.rss !== undefined) s.rss = p.rss;
       samples.push(s);
@@ -66,6 +76,7 @@ export async function drive(
     let tDone = 0;
     const end = Date.now() + timeoutMs;
     for (;;) {
+      if (unhealthy) throw new Error(`${phase}: ${unhealthy}`);
       const p = await probe();
       if (p.complete) {
         tDone = Date.now();

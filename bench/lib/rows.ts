@@ -44,7 +44,13 @@ export function pipelineRows(runs: PipelineRun[]): Row[] {
       scenario: S,
       figure: 'workload (median run)',
       value: `${int(m.events)} events`,
-      note: `${int(m.distinct)} distinct, ${int(m.duplicates)} duplicates, ${int(m.late)} late (≤ 2 min), ${int(m.adsTouched)} of 2,000,000 ads touched (Zipf s=1), ${int(m.messages)} messages, per shard ${m.messagesPerShard.join('/')}`,
+      note: `event time over the ${m.spanMinutes} minutes before the run's minute; ${int(m.distinct)} distinct, ${int(m.duplicates)} duplicates, ${int(m.late)} late (≤ 2 min), ${int(m.adsTouched)} of 2,000,000 ads touched (Zipf s=1), ${int(m.messages)} messages, per shard ${m.messagesPerShard.join('/')}`,
+    },
+    {
+      scenario: S,
+      figure: 'shard actor failures (all runs)',
+      value: String(runs.reduce((a, r) => a + r.failures.restarts + r.failures.fatal, 0)),
+      note: runs.find((r) => r.failures.first)?.failures.first ?? 'none logged',
     },
     {
       scenario: S,

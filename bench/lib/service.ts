@@ -145,6 +145,42 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   return svc;
 }
 
+/** Actor failures the service logged ('actor failed, restarting' / 'actor stopped for good'). */
+export function actorFailures(svc: Service): { restarts: number; fatal: number; first: string | null } {
+  let restarts = 0;
+  let fatal = 0;
+  let first: string | null = null;
+  for (const l of svc.logs) {
+    if (l.msg !== 'actor failed, restarting' && l.msg !== 'actor stopped for good') continue;
+    if (l.msg === 'actor failed, restarting') restarts++;
+    else fatal++;
+    if (!first) {
+      const err = l.err as { name?: string; message?: string; code?: string } | undefined;
+      first = `${String(l.actor)}: ${err?.name ?? 'Error'}${err?.code ? ` ${err.code}` : ''}: ${err?.message ?? '?'}`;
+    }
+  }
+  return { restarts, fatal, first };
+}
+
+/**
+ * Watches progress: returns a reason to give up when actors keep failing and nothing has been
+ * committed for `stallMs` (a crash loop never finishes, the bench must not wait for it).
+ */
+export function stallGuard(svc: Service, stallMs = 30_000): (done: number) => string | null {
+  let last = -1;
+  let since = Date.now();
+  return (done) => {
+    if (done !== last) {
+      last = done;
+      since = Date.now();
+      return null;
+    }
+    const f = actorFailures(svc);
+    if (f.restarts + f.fatal === 0 || Date.now() - since < stallMs) return null;
+    return `service stalled: no commit progress for ${Math.round((Date.now() - since) / 1000)} s while shard actors fail (${f.restarts} restarts, ${f.fatal} stopped for good; first: ${f.first})`;
+  };
+}
+
 /** Resident set size of a process in bytes (VmRSS from /proc/<pid>/status), NaN if gone. */
 export function rssOf(pid: number): number {
   try {

@@ -15,7 +15,7 @@ import { drive, type Sample } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { metric, rssOf, serviceStatus, startService } from '../lib/service.ts';
+import { actorFailures, metric, rssOf, serviceStatus, stallGuard, startService } from '../lib/service.ts';
 import { int, max, median, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
@@ -43,6 +43,9 @@ export interface PipelineRun {
   snapshotBytes: number;
   commits: number;
   commitMeanMs: number;
+  /** Shard actor failures the service logged during the run (a healthy run has none). */
+  failures: { restarts: number; fatal: number; first: string | null };
+  spanMinutes: number;
   samples: Sample[];
   profile?: { file: string; totalMs: number; rows: SelfTime[] } | null;
 }
@@ -74,7 +77,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
         complete: metas.every((m, s) => m.seq >= tracker.lastSeq[s]!),
         rss: rssOf(svc.pid),
       };
-    });
+    }, 12 * 60_000, stallGuard(svc));
     const cpu = meter.read();
     const cores = {
       service: cpu.cores.service!,
@@ -128,6 +131,8 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
       snapshotBytes: [...snapBytes.values()].reduce((a, b) => a + b, 0),
       commits,
       commitMeanMs,
+      failures: actorFailures(svc),
+      spanMinutes: cfg.spanMinutes,
       samples: r.samples,
     };
     ctx.progress.log(

@@ -5,7 +5,7 @@ import { dimensionValue } from '../model/click.ts';
 import { MINUTE_MS, minuteOf } from '../model/time.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { CountRead, CountWrite, ShardCommit } from '../runtime/shard-store.ts';
-import { ClickDedup } from './shard/click-dedup.ts';
+import { ClickDedup, fnv1a32, murmur3_32 } from './shard/click-dedup.ts';
 import { flatten, MinuteCounts } from './shard/minute-counts.ts';
 import { ShardRankings, type RankingState, type RankingUpdate, type RankSpec } from './shard/rankings.ts';
 
@@ -127,14 +127,20 @@ export class ShardActor {
     // exactly as it was (its batch can be applied again); state changes only after the await.
     const fresh: Click[] = [];
     const kept: Click[] = [];
+    const his: number[] = [];
+    const los: number[] = [];
     const inBatch = new Set<string>();
     for (const c of clicks) {
       if (c.ts < oldest) {
         res.tooOld.push(c);
         continue;
       }
+      const h = fnv1a32(c.click_id);
+      const l = murmur3_32(c.click_id);
       kept.push(c);
-      if (inBatch.has(c.click_id) || this.dedup.has(c.click_id)) {
+      his.push(h);
+      los.push(l);
+      if (this.dedup.hasHashed(h, l) || inBatch.has(c.click_id)) {
         res.duplicates++;
         continue;
       }
@@ -142,7 +148,7 @@ export class ShardActor {
       fresh.push(c);
     }
     await this.loadCorrections(fresh);
-    for (const c of kept) this.dedup.addIfAbsent(c.click_id, minuteOf(c.ts));
+    for (let i = 0; i < kept.length; i++) this.dedup.addHashed(his[i]!, los[i]!, minuteOf(kept[i]!.ts));
     let maxTs = this.maxEventTs;
     for (const c of fresh) {
       const m = minuteOf(c.ts);

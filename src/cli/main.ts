@@ -1,5 +1,12 @@
 import { parseArgs } from 'node:util';
+import { runDevCluster } from './dev-cluster.ts';
 import { ingestFiles } from './ingest.ts';
+import { UsageError } from './ops/context.ts';
+import { drainCommand } from './ops/drain.ts';
+import { moveCommand, pinCommand, unpinCommand } from './ops/move.ts';
+import { nodesCommand } from './ops/nodes.ts';
+import { placementCommand } from './ops/placement.ts';
+import { rebalanceCommand } from './ops/rebalance.ts';
 import { runGateway, runNode } from './services.ts';
 import { startAllInOne } from './start.ts';
 
@@ -13,7 +20,17 @@ Commands:
   node      run one runtime node (actors only) joining the cluster: adagg node --id ID
   gateway   run the HTTP/WebSocket gateway alone
   ingest    send NDJSON or [AdClickEvent] log files to the gateway
+  dev       run a local multi-process cluster: adagg dev --cluster
 
+Operator commands (placement in Redis; need REDIS_URL, and ADAGG_PREFIX/ADAGG_SHARDS as the nodes use):
+  nodes       list the cluster's nodes: state, shards, load, last heartbeat
+  placement   one row per shard: owner, epoch, events/s, lag, handoffs, pins (--watch to follow)
+  move        pin a shard to a node and hand it off now: adagg move SHARD NODE [--wait]
+  pin/unpin   pin a shard to a node (the controller moves it) / remove the pin
+  drain       move every shard off a node: adagg drain NODE [--wait] [--undo]
+  rebalance   show or request the controller's next moves; suspend/resume rebalancing
+
+Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage.
 Run 'adagg <command> --help' for a command's options. Configuration: environment variables (README).`,
   start: `Usage: adagg start
 
@@ -43,6 +60,94 @@ Options:
   --source-id ID     file identity for derived click_ids (default: the file's real path)
   --json             print the summary as JSON
   -h, --help         this help`,
+  dev: `Usage: adagg dev --cluster [--nodes N] [--base-port P]
+
+Runs a multi-process cluster on this machine: 3 nats-servers as one JetStream cluster (streams R3),
+one redis-server (AOF), N runtime nodes ('adagg node --id nodeK') and one gateway ('adagg gateway',
+ADAGG_HTTP_PORT, default 8080) as child processes with prefixed output. Data and server logs under
+ADAGG_DATA_DIR/cluster (./data/cluster). Ctrl-C or SIGTERM stops the nodes and the gateway first,
+then the servers. Also: npm run cluster.
+
+Options:
+  --cluster          required (the only dev mode so far; one process: adagg start)
+  --nodes N          runtime node processes (default 3)
+  --base-port P      NATS client ports P..P+2, route ports P+2000..P+2002, Redis P+3
+                     (default: free ports; 4301 gives the ports of deploy/nats/*.conf)
+  -h, --help         this help`,
+  nodes: `Usage: adagg nodes [--json]
+
+Lists the cluster's nodes from their heartbeats in Redis: id (* marks the placement controller
+leader), address (host:pid), state (alive, draining, dead: no heartbeat for ADAGG_NODE_TIMEOUT_MS;
+gone: owns shards but left), uptime, shards owned (placement table), events/s, resident memory and
+the age of the last heartbeat.
+
+Options:
+  --json       machine-readable output
+  -h, --help   this help`,
+  placement: `Usage: adagg placement [--json] [--watch [SECONDS]]
+
+One row per shard: owner, epoch (fencing token, +1 per ownership change), events/s, stream lag
+(messages), watermark delay, handoff in progress (MOVING→ target and its age), operator pin, and
+hot children (a later feature, '-'). Figures come from the owner's last heartbeat.
+
+Options:
+  --json              machine-readable output (NDJSON, one report per redraw, with --watch)
+  --watch [SECONDS]   redraw every SECONDS (default 2) until Ctrl-C
+  -h, --help          this help`,
+  move: `Usage: adagg move SHARD NODE [--wait] [--timeout SECONDS] [--json]
+
+Pins SHARD to NODE and asks its owner to hand it off now: the owner stops consuming, commits a final
+snapshot and releases the shard to NODE, which takes it under a new epoch. NODE must be a live,
+non-draining node. Both changes are compare-and-set on the placement version read first; a
+concurrent change fails with ADAGG_E_PLACEMENT_CONFLICT. The pin stays until 'adagg unpin SHARD'.
+
+Options:
+  --wait              wait until NODE owns the shard and print the handoff time
+  --timeout SECONDS   how long --wait waits (default 30)
+  --json              machine-readable output
+  -h, --help          this help`,
+  pin: `Usage: adagg pin SHARD NODE [--json]
+
+Pins SHARD to NODE (live, non-draining). The controller moves it there in its normal rounds
+(unless rebalancing is suspended), and keeps it there while NODE is alive. 'adagg move' does the
+same and starts the handoff at once.
+
+Options:
+  --json       machine-readable output
+  -h, --help   this help`,
+  unpin: `Usage: adagg unpin SHARD [--json]
+
+Removes SHARD's pin; the controller may then move it to its rendezvous owner.
+
+Options:
+  --json       machine-readable output
+  -h, --help   this help`,
+  drain: `Usage: adagg drain NODE [--wait] [--timeout SECONDS] [--json]
+       adagg drain NODE --undo
+
+Marks NODE draining: the controller hands all its shards off to other nodes, at most
+ADAGG_MAX_MOVES_PER_ROUND at a time, and gives it no new ones. Stop the node once it owns none.
+
+Options:
+  --wait              wait until NODE owns no shard and print how long it took
+  --timeout SECONDS   how long --wait waits (default 120)
+  --undo              clear the draining mark
+  --json              machine-readable output
+  -h, --help          this help`,
+  rebalance: `Usage: adagg rebalance [--dry-run] [--json]
+       adagg rebalance suspend | resume
+
+Computes the placement controller's next round (same planner and options: ADAGG_MAX_MOVES_PER_ROUND,
+ADAGG_JOIN_GRACE_MS, ADAGG_MIN_NODES, ADAGG_HANDOFF_TIMEOUT_MS) and prints it: shard, from, to,
+reason. Without --dry-run it requests those handoffs (compare-and-set on the placement version),
+even while rebalancing is suspended. Reassigning dead nodes' shards is left to the controller.
+'suspend' stops the controller from starting handoffs (rebalance, pins, drains); shards of dead
+nodes are still reassigned. 'resume' turns it back on.
+
+Options:
+  --dry-run    only print the plan
+  --json       machine-readable output
+  -h, --help   this help`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -68,6 +173,31 @@ async function main(argv: string[]): Promise<number> {
       parseArgs({ args: rest, options: {} });
       await runGateway();
       return -1;
+    case 'dev': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { cluster: { type: 'boolean' }, nodes: { type: 'string' }, 'base-port': { type: 'string' } },
+      });
+      if (!values.cluster) throw new UsageError(`'adagg dev' needs --cluster (for the single-process stack: adagg start)`);
+      const nodes = intArg('--nodes', values.nodes, 1, 32);
+      const basePort = intArg('--base-port', values['base-port'], 1024, 65535 - 2002);
+      await runDevCluster({ ...(nodes === undefined ? {} : { nodes }), ...(basePort === undefined ? {} : { basePort }) });
+      return -1;
+    }
+    case 'nodes':
+      return nodesCommand(rest);
+    case 'placement':
+      return placementCommand(rest);
+    case 'move':
+      return moveCommand(rest);
+    case 'pin':
+      return pinCommand(rest);
+    case 'unpin':
+      return unpinCommand(rest);
+    case 'drain':
+      return drainCommand(rest);
+    case 'rebalance':
+      return rebalanceCommand(rest);
     case 'ingest': {
       const { values, positionals } = parseArgs({
         args: rest,
@@ -92,12 +222,31 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+/** An optional integer option within [min, max], else a usage error. */
+function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`${name} must be an integer in ${min}..${max}, got '${v}'`);
+  return n;
+}
+
+/** Wrong arguments: our UsageError or node:util parseArgs' ERR_PARSE_ARGS_* errors. */
+function isUsageError(err: unknown): boolean {
+  return err instanceof UsageError || String((err as { code?: unknown } | undefined)?.code ?? '').startsWith('ERR_PARSE_ARGS');
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
     const e = err as { code?: string; message?: string };
+    if (isUsageError(err)) {
+      const cmd = argv[0] ?? '';
+      console.error(`adagg: ${e.message ?? String(err)}\nRun 'adagg ${HELP[cmd] ? `${cmd} ` : ''}--help' for usage.`);
+      process.exit(2);
+    }
     console.error(`adagg: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}`);
     process.exit(1);
   },

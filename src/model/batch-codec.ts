@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Decoder, Encoder } from '@msgpack/msgpack';
+import { Packr, Unpackr } from 'msgpackr';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { Click } from './click.ts';
 
@@ -12,8 +12,11 @@ export const BATCH_VERSION = 1;
 
 type Row = [string, string, number, string | null, string | null, string | null, Record<string, string> | null];
 
-const encoder = new Encoder();
-const decoder = new Decoder();
+// msgpackr instead of @msgpack/msgpack on this hot path: measured 4.2x faster decode and 1.8x faster
+// encode of these batches (bench/codec-compare.ts). Records/structures are off, so the bytes stay
+// plain MessagePack that any client can read, and batches written by @msgpack/msgpack still decode.
+const encoder = new Packr({ useRecords: false });
+const decoder = new Unpackr({ useRecords: false });
 
 export function encodeBatch(clicks: readonly Click[]): Uint8Array {
   const rows: Row[] = new Array(clicks.length);
@@ -21,13 +24,13 @@ export function encodeBatch(clicks: readonly Click[]): Uint8Array {
     const c = clicks[i]!;
     rows[i] = [c.click_id, c.ad_id, c.ts, c.user_id ?? null, c.ip ?? null, c.country ?? null, c.attrs ?? null];
   }
-  return encoder.encode([BATCH_VERSION, rows]);
+  return encoder.pack([BATCH_VERSION, rows]);
 }
 
 export function decodeBatch(data: Uint8Array): Click[] {
   let doc: unknown;
   try {
-    doc = decoder.decode(data);
+    doc = decoder.unpack(data);
   } catch (err) {
     throw new AdaggError(ErrorCode.BatchCorrupt, 'batch is not valid MessagePack', { cause: err });
   }

@@ -114,8 +114,15 @@ export class ClickDedup {
    * @param minute minutes since the epoch; an int32 other than -2^31.
    */
   addIfAbsent(clickId: string, minute: number): boolean {
+    return this.addHashed(fnv1a32(clickId), murmur3_32(clickId), minute);
+  }
+
+  /**
+   * `addIfAbsent` for an id whose two hashes (`fnv1a32`, `murmur3_32`) the caller already has:
+   * a caller that first checks and later records (the shard actor) hashes each id once.
+   */
+  addHashed(h: number, l: number, minute: number): boolean {
     if ((minute | 0) !== minute || minute === EMPTY) throw new RangeError(`bad minute ${minute}`);
-    const h = fnv1a32(clickId), l = murmur3_32(clickId);
     const his = this.#hi, los = this.#lo, mins = this.#min, mask = this.#mask;
     for (let i = l & mask; ; i = (i + 1) & mask) {
       const m = mins[i]!;
@@ -140,6 +147,11 @@ export class ClickDedup {
   /** True if `clickId` (or an id with the same 64-bit hash) is held. */
   has(clickId: string): boolean {
     return this.#find(fnv1a32(clickId), murmur3_32(clickId)) >= 0;
+  }
+
+  /** `has` for precomputed hashes (see addHashed). */
+  hasHashed(h: number, l: number): boolean {
+    return this.#find(h, l) >= 0;
   }
 
   /** Number of ids held. */

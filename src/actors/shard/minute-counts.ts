@@ -20,7 +20,8 @@ export class MinuteCounts {
     for (const d of dimensions) {
       const v = dimensionValue(click, d);
       if (v === undefined) continue;
-      this.dimMap(d, v).set(click.ad_id, (this.dimMap(d, v).get(click.ad_id) ?? 0) + 1);
+      const byAd = this.dimMap(d, v);
+      byAd.set(click.ad_id, (byAd.get(click.ad_id) ?? 0) + 1);
     }
   }
 
