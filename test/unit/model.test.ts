@@ -6,18 +6,8 @@ import type { Click } from '../../src/model/click.ts';
 import { fnv1a32, shardOf } from '../../src/model/partition.ts';
 import { isoOf, MINUTE_MS, minuteOf, minuteStartMs, parseTime } from '../../src/model/time.ts';
 import { rankCompare, topN, type Ranked } from '../../src/model/top-n.ts';
+import { rng } from '../helpers/click-stream.ts';
 
-/** mulberry32, so a failing randomized case can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function codeOf(fn: () => unknown): string {
   try {

@@ -6,6 +6,7 @@ import type { Click } from '../../src/model/click.ts';
 import { MINUTE_MS, minuteOf } from '../../src/model/time.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import type { CountRead, CountWrite, ShardCommit } from '../../src/runtime/shard-store.ts';
+import { rng } from '../helpers/click-stream.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Harness: a ShardActor on a ManualClock with an in-memory store that behaves like the Redis one
@@ -135,17 +136,6 @@ function codeOf(fn: () => unknown): string {
   return 'no error';
 }
 
-/** mulberry32, so a failing randomized run can be reproduced from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 
