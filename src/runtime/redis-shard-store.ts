@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StoredShard } from './shard-store.ts';
+import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StoredShard, UnitId } from './shard-store.ts';
 
 /**
  * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
@@ -63,11 +63,11 @@ export class RedisShardStore implements ShardStore {
     if (!this.redis.adaggCommit) this.redis.defineCommand('adaggCommit', { lua: COMMIT_LUA });
   }
 
-  async acquire(shard: number): Promise<number> {
+  async acquire(shard: UnitId): Promise<number> {
     return this.redis.incr(this.keys.epoch(shard));
   }
 
-  async load(shard: number): Promise<StoredShard | null> {
+  async load(shard: UnitId): Promise<StoredShard | null> {
     const [snap, seq] = await Promise.all([
       this.redis.getBuffer(this.keys.snapshot(shard)),
       this.redis.hget(this.keys.meta(shard), 'seq'),
@@ -76,7 +76,7 @@ export class RedisShardStore implements ShardStore {
     return { snapshot: new Uint8Array(snap.buffer, snap.byteOffset, snap.byteLength), seq: Number(seq ?? 0) };
   }
 
-  async commit(shard: number, epoch: number, c: ShardCommit): Promise<void> {
+  async commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<void> {
     const keys = [this.keys.epoch(shard), this.keys.meta(shard), this.keys.snapshot(shard)];
     const argv: Array<string | number | Buffer> = [
       String(epoch),
@@ -90,7 +90,9 @@ export class RedisShardStore implements ShardStore {
     const index = new Map<number, string[]>();
     for (const w of c.writes) {
       keys.push(this.keys.counts(shard, w.minute, w.dim, w.value));
-      argv.push(w.counts.length / 2, ...w.counts);
+      // No spread: a minute of a busy shard holds 100k+ fields, past the call-stack argument limit.
+      argv.push(w.counts.length / 2);
+      for (const x of w.counts) argv.push(x);
       if (w.dim !== null) {
         let fields = index.get(w.minute);
         if (!fields) index.set(w.minute, (fields = []));
@@ -100,10 +102,12 @@ export class RedisShardStore implements ShardStore {
     // The per-minute index of dimension keys rides in the same atomic step, as one more hash.
     for (const [minute, fields] of index) {
       keys.push(this.keys.dimIndex(shard, minute));
-      argv.push(fields.length / 2, ...fields);
+      argv.push(fields.length / 2);
+      for (const x of fields) argv.push(x);
     }
     try {
-      await this.redis.adaggCommit(keys.length, ...keys, ...argv);
+      // ioredis flattens array arguments, so nothing is spread onto the stack here either.
+      await this.redis.adaggCommit(keys.length, keys, argv);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       if (msg.startsWith('FENCED')) {
@@ -116,7 +120,7 @@ export class RedisShardStore implements ShardStore {
     }
   }
 
-  async loadMinutes(shard: number, from: number, to: number): Promise<CountWrite[]> {
+  async loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {
     if (to <= from) return [];
     const p = this.redis.pipeline();
     for (let m = from; m < to; m++) {
@@ -150,7 +154,7 @@ export class RedisShardStore implements ShardStore {
     return out;
   }
 
-  async readCounts(shard: number, reads: readonly CountRead[]): Promise<number[]> {
+  async readCounts(shard: UnitId, reads: readonly CountRead[]): Promise<number[]> {
     const p = this.redis.pipeline();
     for (const r of reads) p.hget(this.keys.counts(shard, r.minute, r.dim, r.value), r.adId);
     const res = (await p.exec()) ?? [];
@@ -169,6 +173,6 @@ function toFlat(h: Record<string, string>): FlatCounts {
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    adaggCommit(numKeys: number, ...args: Array<string | number | Buffer>): Promise<number>;
+    adaggCommit(numKeys: number, keys: string[], argv: Array<string | number | Buffer>): Promise<number>;
   }
 }

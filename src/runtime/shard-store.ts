@@ -1,3 +1,9 @@
+/**
+ * What a shard actor's persistence is keyed by: a shard number, or the string id of a hot ad's child
+ * unit (`h<adkey>-<gen>-<k>`), which is persisted, fenced and placed like a shard.
+ */
+export type UnitId = number | string;
+
 /** Flat `[ad_id, count, ad_id, count, ...]` form used in snapshots, commits and rankings. */
 export type FlatCounts = Array<string | number>;
 
@@ -37,12 +43,12 @@ export interface StoredShard {
 /** Persistence port of a shard actor. The Redis adapter lives in redis-shard-store.ts. */
 export interface ShardStore {
   /** Takes ownership: returns a new owner epoch that fences every older owner's writes. */
-  acquire(shard: number): Promise<number>;
-  load(shard: number): Promise<StoredShard | null>;
+  acquire(shard: UnitId): Promise<number>;
+  load(shard: UnitId): Promise<StoredShard | null>;
   /** Atomically writes counts, snapshot and sequence if `epoch` is still the shard's epoch; else throws ADAGG_E_FENCED. */
-  commit(shard: number, epoch: number, c: ShardCommit): Promise<void>;
+  commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<void>;
   /** Current stored values of closed-minute fields (0 when absent), in the order asked. */
-  readCounts(shard: number, reads: readonly CountRead[]): Promise<number[]>;
+  readCounts(shard: UnitId, reads: readonly CountRead[]): Promise<number[]>;
   /** Every stored count (totals and each dimension value) of the minutes in [from, to). */
-  loadMinutes(shard: number, from: number, to: number): Promise<CountWrite[]>;
+  loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]>;
 }
