@@ -4,15 +4,15 @@
  * bench/scenarios/, prints the results table and writes bench/results/latest.{md,json} and
  * bench/results/throughput.svg. See bench/README.md.
  */
-import { copyFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig, freshPrefix, type Ctx, type Row } from './lib/context.ts';
+import { parseConfig, freshPrefix, SCENARIOS, type Ctx, type Row } from './lib/context.ts';
 import { Progress } from './lib/progress.ts';
-import { markdownTable, profileSection, RESULTS_DIR, throughputSvg, writeResults } from './lib/report.ts';
+import { markdownTable, profileSection, throughputSvg, writeResults } from './lib/report.ts';
 import { httpRows, latencyRows, medianRun, memoryRows, naiveRows, pipelineRows, recoveryRows, transportRows } from './lib/rows.ts';
 import { deleteStream, startBenchServers, versions } from './lib/servers.ts';
-import { startService } from './lib/service.ts';
+import { startService, type Service } from './lib/service.ts';
+import { DriveError, type Sample } from './lib/drive.ts';
 import { int, rate } from './lib/stats.ts';
 import { runHttp, type HttpResult } from './scenarios/http.ts';
 import { runLatency, type LatencyResult } from './scenarios/latency.ts';
@@ -68,6 +68,7 @@ async function attempt<T>(name: string, f: () => Promise<T>): Promise<T | undefi
 
 const v = await versions(servers);
 const runs: PipelineRun[] = [];
+let failedRun: { message: string; samples: Sample[] } | undefined;
 let transport: TransportResult | undefined;
 let naive: NaiveResult | undefined;
 let latency: LatencyResult | undefined;
@@ -79,28 +80,33 @@ try {
   if (cfg.only.has('pipeline') || cfg.only.has('memory')) {
     const n = cfg.only.has('pipeline') ? cfg.pipelineRuns : 1;
     for (let i = 0; i < n; i++) {
-      const r = await attempt('pipeline', () => pipelineRun(ctx, i, cfg.pipelineEvents));
+      const r = await attempt('pipeline', () =>
+        pipelineRun(ctx, i, cfg.pipelineEvents).catch((err: unknown) => {
+          if (err instanceof DriveError && !failedRun) failedRun = { message: err.message, samples: err.samples };
+          throw err;
+        }),
+      );
       if (r) runs.push(r);
     }
   }
   if (cfg.only.has('transport')) transport = await attempt('transport', () => runTransport(ctx));
   if (cfg.only.has('naive')) naive = await attempt('naive', () => runNaive(ctx));
-  if (cfg.only.has('latency') || cfg.only.has('http')) {
-    // One service for both: latency first (fixed rate), then HTTP ingest.
-    const prefix = freshPrefix('l');
-    await attempt('latency/http service', async () => {
-      progress.set({ phase: 'latency/http: starting service', sent: 0, done: undefined });
+  // Latency and HTTP each get a fresh service (a failing minute close in one must not spoil the other).
+  const withService = async (name: 'latency' | 'http', kind: string, f: (svc: Service, prefix: string) => Promise<void>): Promise<void> => {
+    const prefix = freshPrefix(kind);
+    await attempt(name, async () => {
+      progress.set({ phase: `${name}: starting service`, sent: 0, done: undefined });
       const svc = await startService({
         natsUrl: servers.natsUrl,
         redisUrl: servers.redisUrl,
         prefix,
         shards: cfg.shards,
         logFile: path.join(servers.logDir, `service-${prefix}.log`),
+        env: cfg.serviceEnv,
       });
       try {
-        if (cfg.only.has('latency')) latency = await attempt('latency', () => runLatency(ctx, svc, prefix));
-        if (cfg.only.has('http')) http = await attempt('http', () => runHttp(ctx, svc, prefix));
-        await svc.stop();
+        await f(svc, prefix);
+        await svc.stop(5000);
       } finally {
         await svc.kill();
         await deleteStream(servers.nc, topology(prefix).clicksStream);
@@ -108,7 +114,9 @@ try {
         await servers.rd.flushall();
       }
     });
-  }
+  };
+  if (cfg.only.has('latency')) await withService('latency', 'l', async (svc, prefix) => void (latency = await runLatency(ctx, svc, prefix)));
+  if (cfg.only.has('http')) await withService('http', 'h', async (svc, prefix) => void (http = await runHttp(ctx, svc, prefix)));
   if (cfg.only.has('recovery')) recovery = await attempt('recovery', () => runRecovery(ctx));
   if (cfg.only.has('memory')) dedup = await attempt('memory', async () => dedupMemory());
 } finally {
@@ -123,8 +131,12 @@ if (latency) rows.push(...latencyRows(latency));
 if (http) rows.push(...httpRows(http));
 if (recovery) rows.push(...recoveryRows(recovery));
 if (cfg.only.has('memory')) rows.push(...memoryRows(runs, dedup));
-// Failures first in the table would hide the figures: move them to the end.
-rows.sort((a, b) => Number(a.figure === 'FAILED') - Number(b.figure === 'FAILED'));
+// Scenario order (failure rows were added when they happened); within a scenario, figures first.
+const order = (r: Row): number => {
+  const i = (SCENARIOS as readonly string[]).indexOf(r.scenario);
+  return (i < 0 ? SCENARIOS.length : i) * 2 + Number(r.figure === 'FAILED');
+};
+rows.sort((a, b) => order(a) - order(b));
 
 const extra: string[] = [];
 if (runs.length) {
@@ -136,10 +148,7 @@ if (runs.length) {
   );
   extra.push('');
   const prof = runs[0]?.profile;
-  if (prof) {
-    extra.push(profileSection(prof));
-    await copyFile(prof.file, path.join(RESULTS_DIR, 'pipeline-service.cpuprofile')).catch(() => undefined);
-  }
+  if (prof) extra.push(profileSection(prof));
 }
 const m = medianRun(runs);
 const svg = m
@@ -148,9 +157,13 @@ const svg = m
       'adagg pipeline: throughput and lag (median run)',
       `${int(m.events)} events, ${cfg.shards} shards, batch ${cfg.maxBatch}, window ${cfg.window}; ${rate(m.eventsPerSec)} events/s first publish → all committed`,
     )
-  : null;
+  : failedRun
+    ? throughputSvg(failedRun.samples, 'adagg pipeline: FAILED run (given up)', failedRun.message.slice(0, 250))
+    : null;
+if (failedRun) data.pipelineFailedRun = failedRun;
 Object.assign(data, { pipeline: runs.map((r) => ({ ...r, samples: r === m ? r.samples : undefined })), transport, naive, latency, http, recovery, dedup });
 const files = await writeResults(
+  cfg.outDir,
   {
     command,
     date: new Date().toISOString(),
@@ -168,8 +181,8 @@ const files = await writeResults(
       latencySeconds: cfg.latencySeconds,
       httpEvents: cfg.httpEvents,
       recoveryEvents: cfg.recoveryEvents,
-      ADAGG_IDLE_TIMEOUT_MS: 1000,
-      ADAGG_LOG_LEVEL: 'warn',
+      spanMinutes: cfg.spanMinutes,
+      serviceEnv: `ADAGG_SHARDS=${cfg.shards},ADAGG_IDLE_TIMEOUT_MS=1000,ADAGG_LOG_LEVEL=warn${Object.entries(cfg.serviceEnv).map(([k, v]) => `,${k}=${v}`).join('')}`,
     },
     durationMs: Date.now() - started,
     loadavg: os.loadavg(),

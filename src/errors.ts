@@ -38,6 +38,7 @@ export const ErrorCode = {
   BatchCorrupt: 'ADAGG_E_BATCH_CORRUPT',
   ServerStart: 'ADAGG_E_SERVER_START',
   StreamMismatch: 'ADAGG_E_STREAM_MISMATCH',
+  FeedStalled: 'ADAGG_E_FEED_STALLED',
   NotFound: 'ADAGG_E_NOT_FOUND',
   TooManyJobs: 'ADAGG_E_TOO_MANY_JOBS',
   ScanLimit: 'ADAGG_E_SCAN_LIMIT',

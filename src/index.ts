@@ -9,6 +9,8 @@
 export { ClickProducer, DeadLetterPublisher } from './runtime/producer.ts';
 export type { ProducerOptions, PublishResult, DeadLetter } from './runtime/producer.ts';
 export { topology } from './runtime/topology.ts';
+export { HotRoutes } from './runtime/hot/hot-routes.ts';
+export type { HotRoute } from './runtime/hot/hot-routes.ts';
 export type { Topology } from './runtime/topology.ts';
 export { validateClick } from './model/validate.ts';
 export type { RejectCode, Rejection, ValidationLimits } from './model/validate.ts';

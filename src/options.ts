@@ -77,6 +77,24 @@ export interface AdaggOptions {
   queryTimeoutMs?: number;
   /** Where `npm start` keeps local nats/redis data. @default './data' Env ADAGG_DATA_DIR. */
   dataDir?: string;
+  /** Children of an automatically split hot ad; 0 turns automatic splitting off. @default 3 Env ADAGG_HOT_CHILDREN. */
+  hotChildren?: number;
+  /** An ad whose events/s stays at or above this is hot. @default 20000 Env ADAGG_HOT_RATE. */
+  hotRatePerSec?: number;
+  /** ...or whose share of its shard's events stays at or above this percentage... @default 50 Env ADAGG_HOT_SHARE_PCT. */
+  hotSharePct?: number;
+  /** ...while at least this many events/s. @default 2000 Env ADAGG_HOT_MIN_RATE. */
+  hotMinRatePerSec?: number;
+  /** How long an ad must stay hot before it is split. @default 30000 Env ADAGG_HOT_FOR_MS. */
+  hotForMs?: number;
+  /** A split ad cools below this many events/s... @default 5000 Env ADAGG_COOL_RATE. */
+  coolRatePerSec?: number;
+  /** ...and below this share of its shard... @default 20 Env ADAGG_COOL_SHARE_PCT. */
+  coolSharePct?: number;
+  /** ...held this long; then it is un-split. @default 120000 Env ADAGG_COOL_FOR_MS. */
+  coolForMs?: number;
+  /** After an un-split completes, its children hand stragglers back this long before they stop. @default 5000 Env ADAGG_HOT_LINGER_MS. */
+  hotLingerMs?: number;
 }
 
 export type CompiledOptions = Required<Omit<AdaggOptions, 'natsUrl' | 'redisUrl'>> &
@@ -118,6 +136,15 @@ export const DEFAULTS: CompiledOptions = {
   maxTopN: 1000,
   queryTimeoutMs: 2000,
   dataDir: './data',
+  hotChildren: 3,
+  hotRatePerSec: 20_000,
+  hotSharePct: 50,
+  hotMinRatePerSec: 2000,
+  hotForMs: 30_000,
+  coolRatePerSec: 5000,
+  coolSharePct: 20,
+  coolForMs: 120_000,
+  hotLingerMs: 5000,
 };
 
 const ENV: Record<string, keyof AdaggOptions> = {
@@ -157,6 +184,15 @@ const ENV: Record<string, keyof AdaggOptions> = {
   ADAGG_MAX_TOP_N: 'maxTopN',
   ADAGG_QUERY_TIMEOUT_MS: 'queryTimeoutMs',
   ADAGG_DATA_DIR: 'dataDir',
+  ADAGG_HOT_CHILDREN: 'hotChildren',
+  ADAGG_HOT_RATE: 'hotRatePerSec',
+  ADAGG_HOT_SHARE_PCT: 'hotSharePct',
+  ADAGG_HOT_MIN_RATE: 'hotMinRatePerSec',
+  ADAGG_HOT_FOR_MS: 'hotForMs',
+  ADAGG_COOL_RATE: 'coolRatePerSec',
+  ADAGG_COOL_SHARE_PCT: 'coolSharePct',
+  ADAGG_COOL_FOR_MS: 'coolForMs',
+  ADAGG_HOT_LINGER_MS: 'hotLingerMs',
 };
 
 /** Env variable names, for README and error messages. */
@@ -215,7 +251,18 @@ export function compileOptions(input: AdaggOptions | Record<string, unknown> = {
   // A repeated dimension would be counted twice per click.
   if (new Set(o.dimensions).size !== o.dimensions.length) throw new OptionError('dimensions', 'lists a dimension twice');
   if (new Set(o.cubes).size !== o.cubes.length) throw new OptionError('cubes', 'lists a cube twice');
+  checkHotOptions(o);
   return o;
+}
+
+/** Hot-ad thresholds: cooling must sit below heating (hysteresis), or a hot ad would flap. */
+function checkHotOptions(o: CompiledOptions): void {
+  if (o.hotChildren < 0 || o.hotChildren > 64) throw new OptionError('hotChildren', 'must be in 0..64');
+  positive(o, ['hotRatePerSec', 'hotSharePct', 'hotMinRatePerSec', 'hotForMs', 'coolForMs']);
+  for (const k of ['coolRatePerSec', 'coolSharePct', 'hotLingerMs'] as const) if (o[k] < 0) throw new OptionError(k, 'must be >= 0');
+  if (o.hotSharePct > 100) throw new OptionError('hotSharePct', 'must be <= 100');
+  if (o.coolRatePerSec >= o.hotRatePerSec) throw new OptionError('coolRatePerSec', 'must be below hotRatePerSec');
+  if (o.coolSharePct >= o.hotSharePct) throw new OptionError('coolSharePct', 'must be below hotSharePct');
 }
 
 function toInt(key: string, v: unknown): number {

@@ -1,5 +1,6 @@
 /** Bench configuration (flags → sizes), the shared context and the result table rows. */
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Progress } from './progress.ts';
 import type { BenchServers } from './servers.ts';
@@ -33,6 +34,10 @@ export interface BenchConfig {
   recoveryEvents: number;
   /** Event time of the throughput workloads spans this many minutes before the current minute. */
   spanMinutes: number;
+  /** Extra environment for every adagg service the bench starts (--service-env K=V,K=V). */
+  serviceEnv: Record<string, string>;
+  /** Where latest.md/json and throughput.svg go. */
+  outDir: string;
   seed: number;
 }
 
@@ -49,6 +54,8 @@ export function parseConfig(argv: string[]): BenchConfig {
       batch: { type: 'string' },
       'span-minutes': { type: 'string' },
       'final-wait': { type: 'string' },
+      'service-env': { type: 'string' },
+      out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -63,7 +70,9 @@ export function parseConfig(argv: string[]): BenchConfig {
   --batch N      producer maxBatch (default 500)
   --span-minutes N  event time of pipeline/transport/naive/recovery spread over the N minutes
                  before the current one (default 4)
-  --final-wait S longest wait, in seconds, for latency probes to become final (default 90; quick 25)`);
+  --final-wait S longest wait, in seconds, for latency probes to become final (default 90; quick 25)
+  --service-env K=V,K=V  extra environment for the adagg service (e.g. ADAGG_SNAPSHOT_EVERY_MESSAGES=50)
+  --out DIR      results directory (default bench/results)`);
     process.exit(0);
   }
   const quick = values.quick === true;
@@ -100,8 +109,20 @@ export function parseConfig(argv: string[]): BenchConfig {
     httpClients: 4,
     recoveryEvents: quick ? 100_000 : 1_000_000,
     spanMinutes: n(values['span-minutes'], 4),
+    serviceEnv: parseEnv(values['service-env']),
+    outDir: path.resolve(values.out ?? path.join(import.meta.dirname, '../results')),
     seed: 20_240_709,
   };
+}
+
+function parseEnv(v: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of (v ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    const i = kv.indexOf('=');
+    if (i < 1 || !/^ADAGG_[A-Z_]+$/.test(kv.slice(0, i))) throw new Error(`--service-env: expected ADAGG_NAME=value, got '${kv}'`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
 }
 
 export interface Row {

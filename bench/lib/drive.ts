@@ -35,6 +35,16 @@ export interface DriveResult {
   publishPerSec: number;
 }
 
+/** A run that was given up; carries the progress samples up to that point (for the chart). */
+export class DriveError extends Error {
+  constructor(
+    message: string,
+    readonly samples: Sample[],
+  ) {
+    super(message);
+  }
+}
+
 export async function drive(
   ctx: Ctx,
   phase: string,
@@ -76,14 +86,14 @@ export async function drive(
     let tDone = 0;
     const end = Date.now() + timeoutMs;
     for (;;) {
-      if (unhealthy) throw new Error(`${phase}: ${unhealthy}`);
+      if (unhealthy) throw new DriveError(`${phase}: ${unhealthy}`, samples);
       const p = await probe();
       if (p.complete) {
         tDone = Date.now();
         samples.push({ t: tDone - t0, acked: tracker.ackedEvents, done: p.done, ...(p.rss !== undefined ? { rss: p.rss } : {}) });
         break;
       }
-      if (Date.now() > end) throw new Error(`${phase}: not complete after ${timeoutMs} ms (done ${p.done} of ${tracker.ackedEvents})`);
+      if (Date.now() > end) throw new DriveError(`${phase}: not complete after ${timeoutMs} ms (done ${p.done} of ${tracker.ackedEvents})`, samples);
       await sleep(40);
     }
     return {

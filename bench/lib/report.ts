@@ -1,12 +1,10 @@
 /** Writes bench/results/latest.md, latest.json and throughput.svg. */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { SelfTime } from './cpuprofile.ts';
+import type { ProfileSummary } from './cpuprofile.ts';
 import type { Row } from './context.ts';
 import type { Sample } from './drive.ts';
 import { renderChart } from './svg.ts';
-
-export const RESULTS_DIR = path.resolve(import.meta.dirname, '../results');
 
 export interface ReportMeta {
   command: string;
@@ -25,6 +23,12 @@ export function markdownTable(rows: readonly Row[]): string {
 }
 
 export const MEANINGS = `## What each figure means
+
+- **shard actor failures / other processes**: the service's own 'actor failed, restarting' log lines
+  during a scenario (a healthy run has none; a run whose actors fail and commit nothing for 30 s is given
+  up and reported as FAILED with the first error), and the CPU used by processes other than the bench,
+  the service, nats-server and redis-server (from /proc/stat): the machine is shared, so a high value
+  means the figures of that scenario are depressed by a neighbour.
 
 - **pipeline events/s**: events sent by the load generator (duplicates included) divided by the time from
   the first publish until every shard's committed sequence in Redis (\`HGET <prefix>:{s<n>}:meta seq\`)
@@ -53,15 +57,21 @@ export const MEANINGS = `## What each figure means
   is from the probe's PubAck until \`GET /v1/ads/<probe>/aggregated_count\` (polled every 20 ms, so up to
   20 ms of the figure is polling) shows it. *ack → final* is until that minute reports \`final: true\`;
   it is dominated by the wait for the minute to end plus the allowed lateness (10 s), so *beyond close*
-  (final time − (minute end + allowed lateness)) is the part the pipeline adds.
+  (final time − (minute end + allowed lateness)) is the part the pipeline adds. After the measured window
+  the same offered load keeps running (unmeasured) until the final probes' minutes close, or the wait
+  limit passes, or shard actors start failing.
 - **http**: events/s accepted through \`POST /v1/clicks\` (NDJSON, 1000–5000 lines per body, several
   keep-alive clients; the reply comes after JetStream acknowledged the clicks), and events/s until the
-  shard actors committed them. The gateway shares its process with the shard actors.
-- **recovery**: a backlog built while the service is stopped; cold start, SIGKILL at half the backlog,
-  restart. *restart → ready*: spawn → first 200 from /readyz. *restart → restored*: spawn → the last
-  shard's 'shard actor restored' log line (boot, connect, load + decode its snapshot). *snapshot restore*
-  subtracts the cold start's spawn → restored (same boot, no snapshot). *replay*: last shard restored →
-  committed sequence at the stream end on every shard (re-reads everything after the last commit).
+  shard actors committed them. The gateway shares its process with the shard actors. Event time is spread
+  like the throughput scenarios (not live), so the figure is about ingest, not about one huge minute.
+- **recovery**: a backlog built while the service is stopped; cold start; SIGKILL once the actors have
+  processed half the backlog (\`adagg_events_processed_total\`; what was committed by then is reported);
+  restart (service log level info, to read its log lines). *restart → ready*: spawn → first 200 from
+  /readyz. *restart → restored*: spawn → the last shard's 'shard actor restored' line; *boot* is spawn →
+  the first shard actor incarnation starting ('lifecycle transition' to running); *snapshot restore* is
+  first actor start → last 'shard actor restored' (take ownership, GET the snapshot, decode it, for all
+  shards on one event loop). *replay*: last shard restored → committed sequence at the stream end on
+  every shard (re-reads everything after the last commit before the kill).
 - **memory**: VmRSS of the service process sampled every 250 ms during the pipeline run (baseline after
   ready, steady = median of the middle half of the run, peak); *RSS Δ per 1M tracked ids* is
   (RSS at the end − baseline) / \`tracked_ids\` from /v1/status × 10^6, an upper bound that also includes open
@@ -97,13 +107,14 @@ export function throughputSvg(samples: readonly Sample[], title: string, subtitl
 }
 
 export async function writeResults(
+  dir: string,
   meta: ReportMeta,
   rows: readonly Row[],
   data: Record<string, unknown>,
   extraSections: string[],
   svg: string | null,
 ): Promise<string[]> {
-  await mkdir(RESULTS_DIR, { recursive: true });
+  await mkdir(dir, { recursive: true });
   const md = [
     '# adagg benchmark results',
     '',
@@ -119,25 +130,34 @@ export async function writeResults(
     svg ? '![pipeline throughput and lag](throughput.svg)\n' : '',
     MEANINGS,
   ].join('\n');
-  const files = [path.join(RESULTS_DIR, 'latest.md'), path.join(RESULTS_DIR, 'latest.json')];
+  const files = [path.join(dir, 'latest.md'), path.join(dir, 'latest.json')];
   await writeFile(files[0]!, md);
   await writeFile(files[1]!, `${JSON.stringify({ ...meta, rows, data }, null, 2)}\n`);
   if (svg) {
-    files.push(path.join(RESULTS_DIR, 'throughput.svg'));
+    files.push(path.join(dir, 'throughput.svg'));
     await writeFile(files[2]!, svg);
+  } else {
+    await rm(path.join(dir, 'throughput.svg'), { force: true }); // never leave a chart of another run
   }
   return files;
 }
 
-export function profileSection(p: { file: string; totalMs: number; rows: SelfTime[] }): string {
+export function profileSection(p: ProfileSummary): string {
   const lines = [
     `## CPU profile of the service (pipeline run 1, --cpu-prof)`,
     '',
-    `Top self time over ${(p.totalMs / 1000).toFixed(1)} s of profile (${path.basename(p.file)}):`,
+    `The whole life of the service process (start, run, close wait, checks, stop): ${(p.totalMs / 1000).toFixed(1)} s, of which ` +
+      `${(p.idleMs / 1000).toFixed(1)} s idle. Percentages are of the busy time. Line numbers of TypeScript files are those of tsx's output.`,
     '',
-    '| self ms | % | function | where |',
+    '| self ms | % busy | function | where |',
     '|---:|---:|---|---|',
     ...p.rows.map((r) => `| ${r.ms.toFixed(0)} | ${r.pct.toFixed(1)} | ${r.fn} | ${r.where} |`),
+    '',
+    'Self time by file / package:',
+    '',
+    '| self ms | % busy | file |',
+    '|---:|---:|---|',
+    ...p.byFile.map((r) => `| ${r.ms.toFixed(0)} | ${r.pct.toFixed(1)} | ${r.where} |`),
     '',
   ];
   return lines.join('\n');

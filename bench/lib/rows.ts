@@ -108,7 +108,12 @@ export function naiveRows(n: NaiveResult, runs: PipelineRun[]): Row[] {
 export function latencyRows(l: LatencyResult): Row[] {
   const finals = l.finalMs.filter((f) => f.ackToFinalMs !== null);
   return [
-    { scenario: 'latency', figure: 'offered / achieved rate, events/s', value: `${rate(l.targetRate)} / ${rate(l.achievedRate)}`, note: `${l.seconds} s of live clicks + a probe every 100 ms` },
+    {
+      scenario: 'latency',
+      figure: 'offered / achieved rate, events/s',
+      value: `${rate(l.targetRate)} / ${rate(l.achievedRate)}`,
+      note: `${l.seconds} s of live clicks (event time = now) + a probe every 100 ms; shard actor failures during the scenario: ${l.failures.restarts + l.failures.fatal}${l.failures.first ? ` (${l.failures.first})` : ''}`,
+    },
     {
       scenario: 'latency',
       figure: 'ack → visible p50 / p99',
@@ -119,7 +124,7 @@ export function latencyRows(l: LatencyResult): Row[] {
       scenario: 'latency',
       figure: 'ack → final (minute closed)',
       value: finals.length ? `${ms(median(finals.map((f) => f.ackToFinalMs!)))} median` : 'n/a',
-      note: `${finals.length}/${l.finalMs.length} probes final: ${l.finalMs.map((f) => (f.ackToFinalMs === null ? 'not final in time' : `${ms(f.ackToFinalMs)} (beyond minute end + ${l.allowedLatenessMs / 1000} s lateness: ${ms(f.beyondCloseMs!)})`)).join('; ')}`,
+      note: `${l.finalNote ? `${l.finalNote}. ` : ''}${finals.length}/${l.finalMs.length} probes final: ${l.finalMs.map((f) => (f.ackToFinalMs === null ? 'not final in time' : `${ms(f.ackToFinalMs)} (beyond minute end + ${l.allowedLatenessMs / 1000} s lateness: ${ms(f.beyondCloseMs!)})`)).join('; ')}`,
     },
   ];
 }
@@ -139,7 +144,7 @@ export function httpRows(h: HttpResult): Row[] {
 export function recoveryRows(r: RecoveryResult): Row[] {
   const R = 'recovery';
   return [
-    { scenario: R, figure: 'backlog', value: `${int(r.backlog)} events`, note: `published with the service stopped at ${rate(r.backlogPublishPerSec)}/s; cold start caught up at ${rate(r.cold.catchUpPerSec)}/s, SIGKILL at ${int(r.killedAtCommitted)} committed` },
+    { scenario: R, figure: 'backlog', value: `${int(r.backlog)} events`, note: `published with the service stopped at ${rate(r.backlogPublishPerSec)}/s; cold start processed ${rate(r.cold.catchUpPerSec)}/s; SIGKILL when ${int(r.killedAtProcessed)} were processed, of which ${int(r.killedAtCommitted)} committed` },
     { scenario: R, figure: 'restart → /readyz', value: ms(r.restart.spawnToReadyMs), note: `cold start: ${ms(r.cold.spawnToReadyMs)}` },
     { scenario: R, figure: 'restart → all shards restored', value: ms(r.restart.spawnToRestoredMs), note: `of which process boot to first actor start ${ms(r.restart.bootMs)}; cold start (no snapshot): ${ms(r.cold.spawnToRestoredMs)}` },
     { scenario: R, figure: 'snapshot restore (all shards)', value: ms(r.restart.snapshotRestoreMs), note: `first actor start → last 'shard actor restored' (slowest shard alone ${ms(r.restart.snapshotRestoreMaxShardMs)}; cold start without snapshots ${ms(r.cold.restoreSpanMs)}); snapshots at the kill: ${mib(r.snapshotBytes)} over all shards` },

@@ -42,7 +42,7 @@ function fmt(v: number): string {
 export function renderChart(c: ChartSpec): string {
   const W = c.width ?? 960;
   const H = c.height ?? 440;
-  const m = { l: 70, r: c.rightLabel ? 70 : 20, t: 56, b: 74 };
+  const m = { l: 70, r: c.rightLabel ? 70 : 20, t: 64, b: 74 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const all = c.series.flatMap((s) => s.points);
@@ -59,7 +59,13 @@ export function renderChart(c: ChartSpec): string {
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   o.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
   o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(c.title)}</text>`);
-  if (c.subtitle) o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${esc(c.subtitle)}</text>`);
+  if (c.subtitle) {
+    // Long subtitles wrap onto a second line at a word boundary.
+    const sub = c.subtitle;
+    const cut = sub.length > 130 ? sub.lastIndexOf(' ', 130) : -1;
+    const lines = cut > 0 ? [sub.slice(0, cut), sub.slice(cut + 1)] : [sub];
+    lines.forEach((l, i) => o.push(`<text x="${W / 2}" y="${38 + i * 14}" text-anchor="middle" fill="#555" font-size="11">${esc(l)}</text>`));
+  }
   // grid + left axis
   for (const v of lt) {
     const y = YL(v);

@@ -6,9 +6,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { topology } from '../../src/runtime/topology.ts';
 import { rng } from '../../test/helpers/click-stream.ts';
-import { liveSpec, type Ctx } from '../lib/context.ts';
+import { spreadSpec, type Ctx } from '../lib/context.ts';
 import { readMetas } from '../lib/redis-state.ts';
-import type { Service } from '../lib/service.ts';
+import { stallGuard, type Service } from '../lib/service.ts';
 import { int, ms, percentile, rate, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
@@ -27,7 +27,9 @@ export interface HttpResult {
 export async function runHttp(ctx: Ctx, svc: Service, prefix: string): Promise<HttpResult> {
   const { cfg, servers } = ctx;
   ctx.progress.set({ phase: 'http: building NDJSON bodies', sent: 0, done: undefined });
-  const w = new Workload(liveSpec(cfg, cfg.httpEvents, cfg.seed + 400, `h${prefix.slice(-5)}`));
+  // Event time spread like the throughput scenarios (not live): the figure is about ingest, and a
+  // live minute of this volume would be one huge minute-close commit.
+  const w = new Workload(spreadSpec(cfg, cfg.httpEvents, cfg.seed + 400, `h${prefix.slice(-5)}`));
   const r = rng(cfg.seed + 401);
   const bodies: Array<{ text: string; lines: number }> = [];
   let bytes = 0;
@@ -73,9 +75,15 @@ export async function runHttp(ctx: Ctx, svc: Service, prefix: string): Promise<H
     last.push(m?.seq ?? 0);
   }
   ctx.progress.set({ note: 'accepted; waiting for commits' });
+  const guard = stallGuard(svc);
   await until(
     'http events committed',
-    async () => (await readMetas(servers.rd, prefix, cfg.shards)).every((m, s) => m.seq >= last[s]!),
+    async () => {
+      const metas = await readMetas(servers.rd, prefix, cfg.shards);
+      const why = guard(metas.reduce((a, m) => a + m.seq, 0));
+      if (why) throw new Error(`http: ${why}`);
+      return metas.every((m, s) => m.seq >= last[s]!);
+    },
     10 * 60_000,
     40,
   );

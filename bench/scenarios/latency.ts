@@ -7,7 +7,7 @@
 import { topology } from '../../src/runtime/topology.ts';
 import { liveSpec, type Ctx } from '../lib/context.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
-import type { Service } from '../lib/service.ts';
+import { actorFailures, type Service } from '../lib/service.ts';
 import { int, ms, percentile, rate, sleep } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
@@ -21,6 +21,10 @@ export interface LatencyResult {
   ackMs: { p50: number; p99: number };
   finalMs: Array<{ probe: number; ackToFinalMs: number | null; beyondCloseMs: number | null }>;
   allowedLatenessMs: number;
+  /** Shard actor failures logged by the service during the scenario. */
+  failures: { restarts: number; fatal: number; first: string | null };
+  /** Why the wait for final probes ended early, if it did. */
+  finalNote: string | null;
 }
 
 interface AdCount {
@@ -91,7 +95,7 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
         slot.beyondCloseMs = t - ((minute + 1) * 60_000 + allowedLatenessMs);
         return;
       }
-      if (runEnded && Date.now() > runEnded + cfg.finalWaitMs) return;
+      if ((runEnded && Date.now() > runEnded + cfg.finalWaitMs) || failure) return;
       await sleep(100);
     }
   };
@@ -104,6 +108,7 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
   let nextProbe = t0;
   let ackedInWindow = 0;
   let failed: unknown;
+  let failure: string | null = null;
   let achievedRate = NaN;
   let finalsPending = true;
   for (;;) {
@@ -117,6 +122,11 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
         ctx.progress.set({ note: `measured window over; load continues until the final probes are final (≤ ${ms(cfg.finalWaitMs)})` });
       }
       if (!finalsPending || now > runEnded + cfg.finalWaitMs) break;
+      const f = actorFailures(svc);
+      if (f.restarts + f.fatal > 0) {
+        failure = `shard actors failing (${f.restarts} restarts; first: ${f.first}); stopped waiting for final`;
+        break;
+      }
     }
     const due = Math.floor((R * (now - t0)) / 1000) - sent;
     if (due > 0 && inflight < 256) {
@@ -162,6 +172,8 @@ export async function runLatency(ctx: Ctx, svc: Service, prefix: string): Promis
     ackMs: { p50: percentile(acks, 50), p99: percentile(acks, 99) },
     finalMs: finals,
     allowedLatenessMs,
+    failures: actorFailures(svc),
+    finalNote: failure,
   };
   ctx.progress.log(
     `latency: achieved ${rate(achievedRate)}/s of ${rate(R)}/s; ack→visible p50 ${ms(res.visibleMs.p50)} p99 ${ms(res.visibleMs.p99)} ` +

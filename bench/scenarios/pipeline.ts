@@ -4,12 +4,12 @@
  * sequence in Redis reaches the last stream sequence of its subject; then exactness against the
  * truth once the minutes are closed. RSS of the service is sampled throughout.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { topology } from '../../src/runtime/topology.ts';
 import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
-import { summariseProfiles, type SelfTime } from '../lib/cpuprofile.ts';
+import { summariseProfiles, type ProfileSummary } from '../lib/cpuprofile.ts';
 import { CpuMeter } from '../lib/cpu.ts';
 import { drive, type Sample } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
@@ -47,7 +47,7 @@ export interface PipelineRun {
   failures: { restarts: number; fatal: number; first: string | null };
   spanMinutes: number;
   samples: Sample[];
-  profile?: { file: string; totalMs: number; rows: SelfTime[] } | null;
+  profile?: ProfileSummary | null;
 }
 
 export async function pipelineRun(ctx: Ctx, index: number, events: number): Promise<PipelineRun> {
@@ -61,6 +61,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     prefix,
     shards: cfg.shards,
     logFile: path.join(servers.logDir, `service-${prefix}.log`),
+    env: cfg.serviceEnv,
     ...(profDir ? { cpuProfDir: profDir } : {}),
   });
   try {
@@ -143,7 +144,14 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);
     await svc.stop();
     if (profDir) {
-      run.profile = await summariseProfiles(profDir);
+      run.profile = await summariseProfiles(profDir, 25);
+      if (run.profile) {
+        // Keep the raw profile beside the results (*.cpuprofile is git-ignored).
+        await mkdir(cfg.outDir, { recursive: true });
+        const kept = path.join(cfg.outDir, 'pipeline-service.cpuprofile');
+        await copyFile(run.profile.file, kept);
+        run.profile.file = kept;
+      }
       await rm(profDir, { recursive: true, force: true });
     }
     return run;

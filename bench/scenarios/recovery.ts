@@ -1,6 +1,6 @@
 /**
  * Scenario 6 (recovery): a backlog in the stream while the service is stopped; start the service,
- * SIGKILL it half-way through the backlog, restart it and measure: restart → /readyz, restart →
+ * SIGKILL it once half the backlog is processed, restart it and measure: restart → /readyz, restart →
  * every shard restored from its snapshot ('shard actor restored' log line), replay until the
  * committed sequence reaches the stream end; then exactness as in the pipeline scenario.
  */
@@ -13,14 +13,17 @@ import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
 import { AckTracker, publishAll, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { startService, type Service } from '../lib/service.ts';
+import { metric, stallGuard, startService, type Service } from '../lib/service.ts';
 import { int, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
 export interface RecoveryResult {
   backlog: number;
   backlogPublishPerSec: number;
+  /** catchUpPerSec: events processed per second from ready to the kill. */
   cold: { spawnToReadyMs: number; spawnToRestoredMs: number; restoreSpanMs: number; catchUpPerSec: number };
+  /** Events processed by the actors (applied, not necessarily committed) when the SIGKILL was sent. */
+  killedAtProcessed: number;
   killedAtCommitted: number;
   snapshotBytes: number;
   restart: {
@@ -90,6 +93,7 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     shards: cfg.shards,
     logLevel: 'info',
     logFile: path.join(servers.logDir, `service-${prefix}.log`),
+    env: cfg.serviceEnv,
   };
   let svc: Service | undefined;
   const committed = async () => tracker.eventsThrough((await readMetas(servers.rd, prefix, cfg.shards)).map((m) => m.seq));
@@ -105,20 +109,28 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
       restoreSpanMs: ct.lastRestored - ct.firstStart,
       catchUpPerSec: NaN,
     };
+    // Kill once half the backlog has been *processed* by the actors (adagg_events_processed_total),
+    // whatever has been committed by then: that is what a crash mid-backlog costs.
     const half = Math.floor(tracker.ackedEvents / 2);
-    await until('half the backlog committed', async () => {
+    const guard1 = stallGuard(svc);
+    const url = svc.url;
+    let processed = 0;
+    await until('half the backlog processed', async () => {
+      processed = [...(await metric(url, 'adagg_events_processed_total')).values()].reduce((a, b) => a + b, 0);
       const c = await committed();
-      ctx.progress.set({ done: c });
-      return c >= half;
-    }, 10 * 60_000, 50);
+      ctx.progress.set({ done: c, note: `processed ${int(processed)}` });
+      const why = guard1(processed);
+      if (why) throw new Error(`recovery (cold start): ${why}`);
+      return processed >= half;
+    }, 10 * 60_000, 20);
     await svc.kill();
     const tKill = Date.now();
     const killedAtCommitted = await committed();
-    cold.catchUpPerSec = (killedAtCommitted * 1000) / (tKill - svc.readyAt);
+    cold.catchUpPerSec = (processed * 1000) / (tKill - svc.readyAt);
     const p = servers.rd.pipeline();
     for (let s = 0; s < cfg.shards; s++) p.strlen(keys.snapshot(s));
     const snapshotBytes = ((await p.exec()) ?? []).reduce((a, [, v]) => a + Number(v ?? 0), 0);
-    ctx.progress.log(`recovery: SIGKILL at ${int(killedAtCommitted)} committed events; snapshots ${mib(snapshotBytes)}`);
+    ctx.progress.log(`recovery: SIGKILL at ${int(processed)} processed, ${int(killedAtCommitted)} committed events; snapshots ${mib(snapshotBytes)}`);
 
     ctx.progress.set({ phase: 'recovery: restart after SIGKILL', done: killedAtCommitted });
     await sleep(200);
@@ -127,9 +139,13 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
     await until('restart restored', () => restoredAt(s2, cfg.shards) !== null, 120_000, 10);
     const rt = restoreTimes(svc, cfg.shards)!;
     const restored = rt.lastRestored;
+    const guard2 = stallGuard(s2);
     await until('backlog replayed', async () => {
       const metas = await readMetas(servers.rd, prefix, cfg.shards);
-      ctx.progress.set({ done: tracker.eventsThrough(metas.map((m) => m.seq)) });
+      const done = tracker.eventsThrough(metas.map((m) => m.seq));
+      ctx.progress.set({ done });
+      const why = guard2(done);
+      if (why) throw new Error(`recovery (restart): ${why}`);
       return metas.every((m, s) => m.seq >= tracker.lastSeq[s]!);
     }, 10 * 60_000, 40);
     const tCaughtUp = Date.now();
@@ -155,6 +171,7 @@ export async function runRecovery(ctx: Ctx): Promise<RecoveryResult> {
       backlog: tracker.ackedEvents,
       backlogPublishPerSec,
       cold,
+      killedAtProcessed: processed,
       killedAtCommitted,
       snapshotBytes,
       restart,

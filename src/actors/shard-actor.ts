@@ -4,8 +4,11 @@ import type { Click } from '../model/click.ts';
 import { dimensionValue } from '../model/click.ts';
 import { MINUTE_MS, minuteOf } from '../model/time.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { CountRead, CountWrite, ShardCommit } from '../runtime/shard-store.ts';
+import type { HotControl } from '../model/hot-messages.ts';
+import type { CountRead, CountWrite, ShardCommit, UnitId } from '../runtime/shard-store.ts';
 import { ClickDedup, fnv1a32, murmur3_32 } from './shard/click-dedup.ts';
+import { applyHotControl, type HotActorAccess } from './shard/hot-handlers.ts';
+import { HotState, type ControlResult, type HotChildSpec, type HotForward, type HotSplitStatus, type ReportDelta } from './shard/hot-split.ts';
 import { flatten, MinuteCounts } from './shard/minute-counts.ts';
 import { ShardRankings, type RankingState, type RankingUpdate, type RankSpec } from './shard/rankings.ts';
 
@@ -19,7 +22,8 @@ import { ShardRankings, type RankingState, type RankingUpdate, type RankSpec } f
  */
 
 export interface ShardActorConfig {
-  shard: number;
+  /** The shard number, or a hot ad's child unit id (`h<adkey>-<gen>-<k>`). */
+  shard: UnitId;
   dimensions: readonly string[];
   allowedLatenessMs: number;
   idleTimeoutMs: number;
@@ -29,12 +33,23 @@ export interface ShardActorConfig {
   topnDepth?: number;
   /** Closed minutes kept in memory for live rankings (longest live window). @default 60 */
   maxLiveWindow?: number;
+  /**
+   * Hot-ad splitting: `splits` honours split messages (managed mode; otherwise they are skipped);
+   * `child` makes this actor a child counting part of one split ad's clicks.
+   */
+  hot?: { splits?: boolean; child?: HotChildSpec | undefined };
 }
 
 export interface ShardActorPorts {
   clock: Clock;
   /** Loads stored final values of closed-minute fields, for corrections by late clicks. */
   readClosed(reads: readonly CountRead[]): Promise<number[]>;
+  /**
+   * Hot child only: for each id (flat hash pairs, fnv1a32 then murmur3_32, and the click's event
+   * time), whether the parent counted it before the split. Resolves only once the parent has
+   * applied the split.
+   */
+  seenByParent?(hashes: readonly number[], ts: readonly number[]): Promise<boolean[]>;
 }
 
 export interface BatchResult {
@@ -44,7 +59,11 @@ export interface BatchResult {
   late: number;
   /** Clicks older than the retention behind the watermark: never counted, sent to dead letters. */
   tooOld: Click[];
+  /** Clicks of split ads not counted here: the host republishes them (to a child, or back to the parent). */
+  forward?: HotForward[];
 }
+
+export type { ControlResult, HotSplitStatus };
 
 export interface AdQuery {
   adId: string;
@@ -80,7 +99,7 @@ export interface TopQueryReply {
 }
 
 export interface ShardStatus {
-  shard: number;
+  shard: UnitId;
   lastSeq: number;
   watermark: number;
   closedThrough: number;
@@ -94,6 +113,8 @@ export interface ShardStatus {
 
 const NO_TIME = -1;
 const SNAPSHOT_VERSION = 1;
+/** Snapshot layout with the hot-split state appended; written only when that state is not empty. */
+const SNAPSHOT_VERSION_HOT = 2;
 
 export class ShardActor {
   lastSeq = 0;
@@ -108,6 +129,8 @@ export class ShardActor {
   readonly rankings: ShardRankings;
   private lastBatchWallMs: number;
   private expiredBeforeMinute = NO_TIME;
+  /** Hot-ad splitting state (hot-split.ts). */
+  hot = new HotState();
 
   constructor(
     readonly config: ShardActorConfig,
@@ -121,6 +144,13 @@ export class ShardActor {
   async applyBatch(seq: number, clicks: readonly Click[]): Promise<BatchResult> {
     const res: BatchResult = { skipped: false, counted: 0, duplicates: 0, late: 0, tooOld: [] };
     if (seq <= this.lastSeq) return { ...res, skipped: true };
+    if (this.hot.childEnded) {
+      // A finished hot child counts nothing more: stragglers go back to the parent, whose table
+      // holds this child's ids by the time it reads them.
+      this.lastSeq = seq;
+      if (clicks.length > 0) res.forward = [{ to: 'parent', clicks: [...clicks] }];
+      return res;
+    }
     this.lastBatchWallMs = this.ports.clock.now();
     const oldest = this.watermark === NO_TIME ? -Infinity : this.watermark - this.config.retentionMs;
     // Classify without changing state, so a failure while loading corrections leaves the actor
@@ -130,6 +160,11 @@ export class ShardActor {
     const his: number[] = [];
     const los: number[] = [];
     const inBatch = new Set<string>();
+    const diverting = this.hot.diverting;
+    const diverted: Click[] = [];
+    const askParent = this.ports.seenByParent;
+    const freshHashes: number[] = [];
+    const freshTs: number[] = [];
     for (const c of clicks) {
       if (c.ts < oldest) {
         res.tooOld.push(c);
@@ -137,6 +172,16 @@ export class ShardActor {
       }
       const h = fnv1a32(c.click_id);
       const l = murmur3_32(c.click_id);
+      if (diverting && this.hot.diverts(c.ad_id)) {
+        // A split ad: dropped if this shard counted it before the split, else forwarded or buffered
+        // without recording its id (see hot-split.ts).
+        if (this.dedup.hasHashed(h, l) || inBatch.has(c.click_id)) res.duplicates++;
+        else {
+          inBatch.add(c.click_id);
+          diverted.push(c);
+        }
+        continue;
+      }
       kept.push(c);
       his.push(h);
       los.push(l);
@@ -146,6 +191,18 @@ export class ShardActor {
       }
       inBatch.add(c.click_id);
       fresh.push(c);
+      if (askParent) {
+        freshHashes.push(h, l);
+        freshTs.push(c.ts);
+      }
+    }
+    if (askParent && fresh.length > 0) {
+      // A hot child: a click its parent counted before the split is a duplicate here.
+      const seen = await askParent(freshHashes, freshTs);
+      let w = 0;
+      for (let i = 0; i < fresh.length; i++) if (!seen[i]) fresh[w++] = fresh[i]!;
+      res.duplicates += fresh.length - w;
+      fresh.length = w;
     }
     await this.loadCorrections(fresh);
     for (let i = 0; i < kept.length; i++) this.dedup.addHashed(his[i]!, los[i]!, minuteOf(kept[i]!.ts));
@@ -162,6 +219,10 @@ export class ShardActor {
       if (c.ts > maxTs) maxTs = c.ts;
     }
     res.counted = fresh.length;
+    if (diverted.length > 0) {
+      const forward = this.hot.divert(diverted);
+      if (forward.length > 0) res.forward = forward;
+    }
     this.lastSeq = seq;
     if (maxTs > this.maxEventTs) {
       this.maxEventTs = maxTs;
@@ -188,7 +249,12 @@ export class ShardActor {
   private advanceWatermark(w: number): void {
     if (w <= this.watermark) return;
     this.watermark = w;
-    const closeThrough = Math.floor(w / MINUTE_MS) - 1;
+    this.closeUpTo(Math.floor(w / MINUTE_MS) - 1);
+  }
+
+  /** Closes the open minutes up to `minute`, held back while a split ad's children have not closed them. */
+  private closeUpTo(minute: number): void {
+    const closeThrough = Math.min(minute, this.hot.closeCap());
     if (closeThrough <= this.closedThrough) return;
     for (const [m, counts] of this.open) {
       if (m > closeThrough) continue;
@@ -205,6 +271,7 @@ export class ShardActor {
     const minMinute = minuteOf(this.watermark - this.config.retentionMs);
     if (minMinute <= this.expiredBeforeMinute) return;
     this.dedup.expireBefore(minMinute);
+    this.hot.expireBefore(minMinute);
     this.expiredBeforeMinute = minMinute;
   }
 
@@ -270,6 +337,99 @@ export class ShardActor {
     for (const w of c.writes) {
       this.pendingClosed.delete(w.minute);
       this.corrections.delete(w.minute);
+    }
+  }
+
+  /** Applies a hot-split control message (split, unsplit, a child's report, an end marker) at `seq`. */
+  async applyControl(seq: number, msg: HotControl): Promise<ControlResult> {
+    if (seq <= this.lastSeq) return { skipped: true, changed: false };
+    return applyHotControl(this.hotAccess(), seq, msg);
+  }
+
+  /**
+   * A child's question: which of these ids (flat hash pairs) this parent counted before split `gen`
+   * of `ad`, and the highest event time it had counted then (the child need not ask about later
+   * clicks). Null until this actor has applied that split (restored from an older snapshot, it
+   * must not answer early); the answer never changes afterwards (forwarded ids are not recorded).
+   */
+  hotSeen(ad: string, gen: number, hashes: readonly number[]): { seen: boolean[]; maxTs: number } | null {
+    return this.hot.seen(ad, gen, hashes, this.dedup);
+  }
+
+  hotStatus(): HotSplitStatus[] {
+    return this.hot.status();
+  }
+
+  /** Hot child: the absolute counts of its open minutes, as count writes (for its reports). */
+  openWrites(): CountWrite[] {
+    const out: CountWrite[] = [];
+    for (const [m, mc] of this.open) out.push(...toWrites(m, mc));
+    return out;
+  }
+
+  /** Hot child: its dedupe table image (ClickDedup.toBytes), sent with its final report. */
+  dedupBytes(): Uint8Array {
+    return this.dedup.toBytes();
+  }
+
+  private hotAccess(): HotActorAccess {
+    const self = this; // for the getters below
+    return {
+      config: this.config,
+      hot: this.hot,
+      dedup: this.dedup,
+      get closedThrough() {
+        return self.closedThrough;
+      },
+      get maxEventTs() {
+        return self.maxEventTs;
+      },
+      get openMinutes() {
+        return [...self.open.keys()];
+      },
+      setLastSeq: (seq) => {
+        if (seq > this.lastSeq) this.lastSeq = seq;
+      },
+      loadDeltaFields: (ad, deltas) => this.loadDeltaFields(ad, deltas),
+      addDelta: (ad, d) => this.addDelta(ad, d),
+      closeUpTo: (minute) => this.closeUpTo(minute),
+      recloseToWatermark: () => {
+        if (this.watermark !== NO_TIME) this.closeUpTo(Math.floor(this.watermark / MINUTE_MS) - 1);
+      },
+      applyBatch: (seq, clicks) => this.applyBatch(seq, clicks),
+    };
+  }
+
+  /** Like loadCorrections, for the fields a child's report changes. */
+  private async loadDeltaFields(adId: string, deltas: readonly ReportDelta[]): Promise<void> {
+    const reads: CountRead[] = [];
+    const seen = new Set<string>();
+    for (const d of deltas) {
+      if (d.minute > this.closedThrough || this.pendingClosed.has(d.minute)) continue;
+      const key = `${d.minute}\u0000${d.dim ?? ''}\u0000${d.value ?? ''}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (this.corrections.get(d.minute)?.get(adId, d.dim ?? undefined, d.value ?? undefined) !== undefined) continue;
+      reads.push({ minute: d.minute, dim: d.dim, value: d.value, adId });
+    }
+    if (reads.length === 0) return;
+    const values = await this.ports.readClosed(reads);
+    reads.forEach((r, i) => {
+      let mc = this.corrections.get(r.minute);
+      if (!mc) this.corrections.set(r.minute, (mc = new MinuteCounts()));
+      mc.set(r.adId, values[i] ?? 0, r.dim ?? undefined, r.value ?? undefined);
+    });
+  }
+
+  /** Adds a report delta as late clicks are added: into the minute's window and the live rankings. */
+  private addDelta(adId: string, d: ReportDelta): void {
+    const dim = d.dim ?? undefined;
+    const value = d.value ?? undefined;
+    const bump = (mc: MinuteCounts): void => mc.set(adId, (mc.get(adId, dim, value) ?? 0) + d.delta, dim, value);
+    bump(this.windowFor(d.minute));
+    if (d.minute <= this.closedThrough) {
+      if (this.pendingClosed.has(d.minute)) this.rankings.markDirty(d.minute);
+      else this.rankings.addLate(d.minute, this.closedThrough, bump);
     }
   }
 
@@ -354,8 +514,9 @@ export class ShardActor {
   toSnapshot(): Uint8Array {
     const open: unknown[] = [];
     for (const [m, mc] of this.open) open.push([m, ...mc.encode()]);
+    const hot = this.hot.isEmpty() ? [] : [this.hot.encode()];
     return encode([
-      SNAPSHOT_VERSION,
+      hot.length ? SNAPSHOT_VERSION_HOT : SNAPSHOT_VERSION,
       this.config.shard,
       this.lastSeq,
       this.maxEventTs,
@@ -363,6 +524,7 @@ export class ShardActor {
       this.closedThrough,
       open,
       this.dedup.toBytes(),
+      ...hot,
     ]);
   }
 
@@ -373,7 +535,8 @@ export class ShardActor {
     } catch (err) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot is not MessagePack`, { cause: err });
     }
-    if (!Array.isArray(doc) || doc[0] !== SNAPSHOT_VERSION || doc.length !== 8) {
+    const layoutOk = Array.isArray(doc) && ((doc[0] === SNAPSHOT_VERSION && doc.length === 8) || (doc[0] === SNAPSHOT_VERSION_HOT && doc.length === 9));
+    if (!Array.isArray(doc) || !layoutOk) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: unknown snapshot layout`);
     }
     if (doc[1] !== config.shard) {
@@ -395,6 +558,7 @@ export class ShardActor {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot windows are malformed`, { cause: err });
     }
     a.dedup = ClickDedup.fromBytes(dedup);
+    if (doc.length === 9) a.hot = HotState.decode(doc[8]);
     return a;
   }
 }

@@ -7,6 +7,7 @@ import { moveCommand, pinCommand, unpinCommand } from './ops/move.ts';
 import { nodesCommand } from './ops/nodes.ts';
 import { placementCommand } from './ops/placement.ts';
 import { rebalanceCommand } from './ops/rebalance.ts';
+import { splitCommand, unsplitCommand } from './ops/split.ts';
 import { runGateway, runNode } from './services.ts';
 import { startAllInOne } from './start.ts';
 
@@ -22,13 +23,16 @@ Commands:
   ingest    send NDJSON or [AdClickEvent] log files to the gateway
   dev       run a local multi-process cluster: adagg dev --cluster
 
-Operator commands (placement in Redis; need REDIS_URL, and ADAGG_PREFIX/ADAGG_SHARDS as the nodes use):
+Operator commands (placement in Redis): need REDIS_URL, and ADAGG_PREFIX if the nodes use another one;
+the shard count comes from the placement table unless ADAGG_SHARDS is set:
   nodes       list the cluster's nodes: state, shards, load, last heartbeat
   placement   one row per shard: owner, epoch, events/s, lag, handoffs, pins (--watch to follow)
   move        pin a shard to a node and hand it off now: adagg move SHARD NODE [--wait]
   pin/unpin   pin a shard to a node (the controller moves it) / remove the pin
   drain       move every shard off a node: adagg drain NODE [--wait] [--undo]
   rebalance   show or request the controller's next moves; suspend/resume rebalancing
+  split       split a hot ad into K child actors: adagg split AD_ID --children K [--wait] (needs NATS_URL)
+  unsplit     count a split ad in its shard again: adagg unsplit AD_ID [--wait] (needs NATS_URL)
 
 Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage.
 Run 'adagg <command> --help' for a command's options. Configuration: environment variables (README).`,
@@ -88,7 +92,8 @@ Options:
 
 One row per shard: owner, epoch (fencing token, +1 per ownership change), events/s, stream lag
 (messages), watermark delay, handoff in progress (MOVING→ target and its age), operator pin, and
-hot children (a later feature, '-'). Figures come from the owner's last heartbeat.
+hot ads' child actors (count and ad; one row per child under its parent: node, epoch, events/s,
+lag). Figures come from the owner's last heartbeat.
 
 Options:
   --json              machine-readable output (NDJSON, one report per redraw, with --watch)
@@ -148,6 +153,32 @@ Options:
   --dry-run    only print the plan
   --json       machine-readable output
   -h, --help   this help`,
+  split: `Usage: adagg split AD_ID --children K [--wait] [--timeout SECONDS] [--json]
+
+Splits a hot ad: publishes a split message into the ad's shard subject (NATS_URL, ADAGG_PREFIX).
+The shard applies it at that stream position, adds K child actors to the placement table
+(placed like shards, preferably on other nodes) and publishes the route: publishers send the ad's
+clicks to child hash(click_id) % K; the shard forwards what still reaches it. Queries keep asking
+the shard, which adds the children's reported partial counts. Nothing is sent if the ad is split.
+Automatic splits use ADAGG_HOT_* thresholds (README).
+
+Options:
+  --children K        number of child actors, 1..64 (required)
+  --wait              wait until the shard applied the split
+  --timeout SECONDS   how long --wait waits (default 30)
+  --json              machine-readable output
+  -h, --help          this help`,
+  unsplit: `Usage: adagg unsplit AD_ID [--wait] [--timeout SECONDS] [--json]
+
+Ends a split: publishes an un-split message into the ad's shard subject. Publishers route the ad to
+its shard again; the children finish their subjects, send their final counts and click ids, and
+stop; the shard then counts the ad itself. Nothing is sent if the ad is not split.
+
+Options:
+  --wait              wait until every child sent its final report
+  --timeout SECONDS   how long --wait waits (default 60)
+  --json              machine-readable output
+  -h, --help          this help`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -198,6 +229,10 @@ async function main(argv: string[]): Promise<number> {
       return drainCommand(rest);
     case 'rebalance':
       return rebalanceCommand(rest);
+    case 'split':
+      return splitCommand(rest);
+    case 'unsplit':
+      return unsplitCommand(rest);
     case 'ingest': {
       const { values, positionals } = parseArgs({
         args: rest,

@@ -39,7 +39,7 @@ export function onShutdown(log: Logger, close: () => Promise<void>): void {
 /** `adagg node --id ID`: one runtime node (actors only) joining the cluster through placement. */
 export async function runNode(id: string | undefined): Promise<void> {
   const o = connectedOptions();
-  const nodeId = id ?? process.env.ADAGG_NODE_ID ?? `${os.hostname()}-${process.pid}`;
+  const nodeId = id ?? process.env.ADAGG_NODE_ID ?? `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-');
   const log = createLogger('adagg-node');
   const node = new RuntimeNode(nodeId, o, { actors: actorRegistry, log });
   await node.startManaged();

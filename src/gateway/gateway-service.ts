@@ -10,6 +10,7 @@ import { RuntimeEvents } from '../runtime/events.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { createMetrics } from '../runtime/metrics.ts';
 import { connectNats } from '../runtime/nats.ts';
+import { HotRoutes } from '../runtime/hot/hot-routes.ts';
 import { ClickProducer, DeadLetterPublisher } from '../runtime/producer.ts';
 import { RedisKeys } from '../runtime/redis-keys.ts';
 import { ensureStreams } from '../runtime/streams.ts';
@@ -37,6 +38,7 @@ export class GatewayService {
   private redis: Redis | undefined;
   private reducer: TopNReducerHost | undefined;
   private queryJobs: QueryJobs | undefined;
+  private hotRoutes: HotRoutes | undefined;
   private closing: Promise<void> | undefined;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
@@ -57,7 +59,9 @@ export class GatewayService {
     this.nc = await connectNats(o.natsUrl, 'adagg-gateway');
     this.redis = new Redis(o.redisUrl, { maxRetriesPerRequest: 3 });
     await ensureStreams(this.nc, topo, o);
-    const producer = new ClickProducer(this.nc, topo, { shards: o.shards });
+    // Publishers follow the hot-ad routes, so a split ad's clicks go straight to its children.
+    this.hotRoutes = await (await HotRoutes.open(this.nc, topo, o.replicas)).watch();
+    const producer = new ClickProducer(this.nc, topo, { shards: o.shards, hotRoutes: this.hotRoutes });
     const ingest = new ClickIngest(producer, new DeadLetterPublisher(this.nc, topo), o, this.deps.clock ?? systemClock, this.events);
     const queries = new QueryService(this.nc, this.redis, topo, new RedisKeys(o.prefix), o);
     const registry = createMetrics(this.events, new Registry());
@@ -83,6 +87,7 @@ export class GatewayService {
       await this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'));
       await this.reducer?.close();
       await this.queryJobs?.close();
+      this.hotRoutes?.close();
       await this.nc?.drain().catch(() => undefined);
       this.redis?.disconnect();
     })();

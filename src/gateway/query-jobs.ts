@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ShardActor, ShardActorConfig } from '../actors/shard-actor.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { dimensionValue, type Click } from '../model/click.ts';
+import { adKey } from '../model/hot-messages.ts';
 import { shardOf } from '../model/partition.ts';
 import { isoOf, MINUTE_MS, minuteOf, minuteStartMs, parseTime } from '../model/time.ts';
 import { topN, type Ranked } from '../model/top-n.ts';
@@ -11,6 +12,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { scanRawClicks, type RawScanProgress } from '../runtime/raw-scan.ts';
 import type { ShardActorFactory } from '../runtime/shard-host.ts';
 import type { Topology } from '../runtime/topology.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
 
 /**
  * Query jobs: answers for filters the shard actors do not pre-aggregate (`user_id`, `ip`, combinations
@@ -437,6 +439,17 @@ export class QueryJobs {
     }
   }
 
+  /** Whether any message is stored on the ad's hot child subjects (it was split within retention). */
+  private async hotMessages(adId: string): Promise<boolean> {
+    try {
+      const jsm = await jetstreamManager(this.nc);
+      const info = await jsm.streams.info(this.topo.clicksStream, { subjects_filter: this.topo.hotSubjectsOf(adKey(adId)) });
+      return Object.keys(info.state.subjects ?? {}).length > 0;
+    } catch {
+      return false;
+    }
+  }
+
   private async execute(job: Job): Promise<AdCountJobResult | PopularJobResult> {
     const spec = job.spec;
     const fromMs = minuteStartMs(spec.fromMinute);
@@ -468,6 +481,9 @@ export class QueryJobs {
       this.topo,
       {
         shard: adId === undefined ? undefined : shardOf(adId, this.opts.shards),
+        // Every ad: one scan of the whole stream, hot ads' child subjects included (in stream order,
+        // so a forwarded copy of a click meets its original in the same actor's dedupe).
+        ...(adId === undefined ? { subject: this.topo.streamSubjects } : {}),
         startMs: fromMs - this.opts.maxFutureMs - this.limits.scanSlackMs,
         endMs: toMs + this.opts.correctionHorizonMs + this.limits.scanSlackMs,
         maxMessages: this.limits.maxScanMessages,
@@ -479,9 +495,35 @@ export class QueryJobs {
         for (const c of b.clicks) if (c.ts >= fromMs && c.ts < toMs && matches(c)) kept.push(c);
         job.matched += kept.length;
         // Per shard, like production: the same click_id on ads of two shards is two clicks there too.
-        if (kept.length > 0) await actorFor(b.shard).applyBatch(b.seq, kept);
+        // A hot child subject (shard -1) holds one ad's clicks: that ad's shard.
+        const shard = b.shard >= 0 ? b.shard : b.clicks.length > 0 ? shardOf(b.clicks[0]!.ad_id, this.opts.shards) : 0;
+        if (kept.length > 0) await actorFor(shard).applyBatch(b.seq, kept);
       },
     );
+    // A named ad that was split: its clicks that went straight to child subjects, after the shard's
+    // (copies of forwarded clicks are dropped by click_id; sequences continue the actor's own).
+    if (adId !== undefined && res.stopped !== 'limit' && (await this.hotMessages(adId))) {
+      const shard = shardOf(adId, this.opts.shards);
+      await this.scan(
+        this.nc,
+        this.topo,
+        {
+          shard,
+          subject: this.topo.hotSubjectsOf(adKey(adId)),
+          startMs: fromMs - this.opts.maxFutureMs - this.limits.scanSlackMs,
+          endMs: toMs + this.opts.correctionHorizonMs + this.limits.scanSlackMs,
+          maxMessages: this.limits.maxScanMessages,
+          signal: job.abort.signal,
+        },
+        async (b) => {
+          const kept: Click[] = [];
+          for (const c of b.clicks) if (c.ts >= fromMs && c.ts < toMs && matches(c)) kept.push(c);
+          job.matched += kept.length;
+          const a = actorFor(shard);
+          if (kept.length > 0) await a.applyBatch(a.lastSeq + 1, kept);
+        },
+      );
+    }
     job.scan = { scannedMessages: res.scannedMessages, totalMessages: res.totalMessages, scannedClicks: res.scannedClicks };
     if (res.stopped === 'limit') {
       throw new AdaggError(

@@ -4,6 +4,7 @@ import { shardOf } from '../model/partition.ts';
 import { isoOf, MINUTE_MS, minuteStartMs } from '../model/time.ts';
 import { topN, type Ranked } from '../model/top-n.ts';
 import type { AdQueryReply, ShardRequest, ShardStatusReply, TopQueryReply } from '../runtime/query-protocol.ts';
+import { placementOwnerLookup } from '../runtime/placement/owner-lookup.ts';
 import { ShardClient } from '../runtime/shard-client.ts';
 import type { RedisKeys } from '../runtime/redis-keys.ts';
 import type { Topology } from '../runtime/topology.ts';
@@ -63,7 +64,7 @@ export class QueryService {
     private readonly keys: RedisKeys,
     private readonly opts: QueryServiceOptions,
   ) {
-    this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, opts.attempts ?? 4);
+    this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, opts.attempts ?? 6, placementOwnerLookup(redis, keys.prefix));
   }
 
   async adCount(adId: string, fromMinute: number, toMinute: number, filter?: Filter): Promise<AdCountResult> {

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RuntimeEvents } from './events.ts';
+import { registerHotMetrics } from './hot/hot-metrics.ts';
 
 /**
  * Prometheus metrics, fed only by runtime events: ingest, lag, watermark delay, late and
@@ -75,5 +76,6 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     else wsFrames.inc({ outcome: e.kind });
   });
   events.on('restart', (e) => restarts.inc({ code: e.code ?? 'unknown' }));
+  registerHotMetrics(events, registry);
   return registry;
 }

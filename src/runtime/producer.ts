@@ -4,6 +4,7 @@ import { AdaggError, ErrorCode } from '../errors.ts';
 import { batchMsgId, encodeBatch } from '../model/batch-codec.ts';
 import type { Click } from '../model/click.ts';
 import { shardOf } from '../model/partition.ts';
+import type { HotRoutes } from './hot/hot-routes.ts';
 import type { Topology } from './topology.ts';
 
 export interface ProducerOptions {
@@ -14,6 +15,11 @@ export interface ProducerOptions {
   maxAttempts?: number;
   /** PubAck timeout per attempt. @default 5000 */
   ackTimeoutMs?: number;
+  /**
+   * Watched hot-ad routes (HotRoutes.open(...).watch()): a split ad's clicks are published straight
+   * to its child subjects. Without it they go to the ad's shard, which forwards them.
+   */
+  hotRoutes?: Pick<HotRoutes, 'route' | 'subjectFor'>;
 }
 
 export interface PublishResult {
@@ -50,8 +56,18 @@ export class ClickProducer {
   /** Resolves once every click is stored in JetStream; rejects with ADAGG_E_PUBLISH_FAILED otherwise. */
   async publish(clicks: readonly Click[]): Promise<PublishResult> {
     const byShard = new Map<number, Click[]>();
+    const byHot = new Map<string, { shard: number; clicks: Click[] }>();
+    const routes = this.opts.hotRoutes;
     for (const c of clicks) {
       const s = shardOf(c.ad_id, this.opts.shards);
+      const hot = routes?.route(c.ad_id);
+      if (hot) {
+        const subject = routes!.subjectFor(hot, c.click_id);
+        let h = byHot.get(subject);
+        if (!h) byHot.set(subject, (h = { shard: s, clicks: [] }));
+        h.clicks.push(c);
+        continue;
+      }
       let arr = byShard.get(s);
       if (!arr) byShard.set(s, (arr = []));
       arr.push(c);
@@ -61,6 +77,13 @@ export class ClickProducer {
       for (let i = 0; i < arr.length; i += this.maxBatch) {
         const chunk = arr.slice(i, i + this.maxBatch);
         sends.push(this.send(this.topo.clickSubject(shard), encodeBatch(chunk), batchMsgId(shard, chunk)));
+      }
+    }
+    for (const [subject, { shard, clicks: arr }] of byHot) {
+      for (let i = 0; i < arr.length; i += this.maxBatch) {
+        const chunk = arr.slice(i, i + this.maxBatch);
+        // The same id as on the shard's subject: a retry after the route changed is still dropped.
+        sends.push(this.send(subject, encodeBatch(chunk), batchMsgId(shard, chunk)));
       }
     }
     const acks = await Promise.all(sends);

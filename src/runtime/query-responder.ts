@@ -3,6 +3,7 @@ import { AdaggError, ErrorCode } from '../errors.ts';
 import type { Logger } from './logger.ts';
 import type { ShardReply, ShardRequest, ShardStatusReply } from './query-protocol.ts';
 import type { ShardHost } from './shard-host.ts';
+import type { UnitId } from './shard-store.ts';
 import type { Topology } from './topology.ts';
 
 /**
@@ -11,7 +12,7 @@ import type { Topology } from './topology.ts';
  * that during a move only one owner answers.
  */
 export class QueryResponder {
-  private readonly subs = new Map<number, Subscription>();
+  private readonly subs = new Map<UnitId, Subscription[]>();
   constructor(
     private readonly nc: NatsConnection,
     private readonly topo: Topology,
@@ -19,19 +20,25 @@ export class QueryResponder {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Answers on the shard's subject (queue group: any owner) and on `<subject>.<node>`, which the
+   * gateway uses when the placement table names the owner: a frozen or stale former owner then
+   * never receives (or answers) the shard's queries.
+   */
   serve(host: ShardHost): void {
-    const sub = this.nc.subscribe(this.topo.querySubject(host.shard), {
-      queue: 'owners',
-      callback: (err, msg) => {
-        if (err) return;
-        void this.answer(host, msg.data).then((reply) => msg.respond(JSON.stringify(reply)));
-      },
-    });
-    this.subs.set(host.shard, sub);
+    const callback = (err: Error | null, msg: { data: Uint8Array; respond(d: string): boolean }): void => {
+      if (err) return;
+      void this.answer(host, msg.data).then((reply) => msg.respond(JSON.stringify(reply)));
+    };
+    const subject = this.topo.querySubject(host.shard);
+    this.subs.set(host.shard, [
+      this.nc.subscribe(subject, { queue: 'owners', callback }),
+      this.nc.subscribe(`${subject}.${this.nodeId}`, { callback }),
+    ]);
   }
 
-  unserve(shard: number): void {
-    this.subs.get(shard)?.unsubscribe();
+  unserve(shard: UnitId): void {
+    for (const s of this.subs.get(shard) ?? []) s.unsubscribe();
     this.subs.delete(shard);
   }
 
@@ -58,6 +65,11 @@ export class QueryResponder {
           };
         case 'rank-state':
           return { ok: true, result: await host.call((a) => a.rankingState()) };
+        case 'hot-seen':
+          // Answered at once, outside mailbox order: the answer does not depend on stream position.
+          return { ok: true, result: host.peek((a) => a.hotSeen(req.ad, req.gen, req.hashes)) };
+        case 'hot-status':
+          return { ok: true, result: await host.call((a) => a.hotStatus()) };
         default:
           throw new AdaggError(ErrorCode.BadParam, `unknown shard query op`);
       }
@@ -69,7 +81,7 @@ export class QueryResponder {
   }
 
   close(): void {
-    for (const s of this.subs.values()) s.unsubscribe();
+    for (const subs of this.subs.values()) for (const s of subs) s.unsubscribe();
     this.subs.clear();
   }
 }

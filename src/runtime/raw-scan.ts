@@ -2,6 +2,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStre
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
+import { isControlMessage } from '../model/hot-messages.ts';
 import type { Click } from '../model/click.ts';
 import type { Topology } from './topology.ts';
 
@@ -14,6 +15,11 @@ import type { Topology } from './topology.ts';
 export interface RawScanRequest {
   /** Reads only this shard's subject; every shard's (`<prefix>.clicks.*`) when undefined. */
   shard?: number | undefined;
+  /**
+   * Reads this subject filter instead (e.g. every subject of the stream, or one hot ad's child
+   * subjects); batches of hot child subjects then have shard -1 unless `shard` is given.
+   */
+  subject?: string | undefined;
   /** Stream time window of the messages to read, epoch ms, both ends inclusive. */
   startMs: number;
   endMs: number;
@@ -98,6 +104,8 @@ class HandlerFailure {
 }
 
 function shardOfSubject(subject: string): number {
+  // `<prefix>.hot.<adkey>.<gen>.<k>`: a hot child subject belongs to no one shard here.
+  if (subject.split('.', 2)[1] === 'hot') return -1;
   return Number(subject.slice(subject.lastIndexOf('.') + 1));
 }
 
@@ -118,7 +126,7 @@ export async function scanRawClicks(
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const stream = topo.clicksStream;
-  const subject = req.shard === undefined ? topo.clickSubjects : topo.clickSubject(req.shard);
+  const subject = req.subject ?? (req.shard === undefined ? topo.clickSubjects : topo.clickSubject(req.shard));
 
   // End before start: both counts then include the messages stored between the two probes after the
   // window, so the difference can only over-count (by messages stored within these milliseconds).
@@ -156,7 +164,8 @@ export async function scanRawClicks(
     if (progress.scannedMessages >= req.maxMessages) return 'limit';
     let clicks: Click[];
     try {
-      clicks = decodeBatch(m.data);
+      // Hot-ad control messages (splits, child reports) carry no clicks of their own.
+      clicks = isControlMessage(m.data) ? [] : decodeBatch(m.data);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });

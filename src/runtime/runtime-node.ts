@@ -2,22 +2,28 @@ import { encode } from '@msgpack/msgpack';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import type { ActorRegistry } from '../actors/index.ts';
-import { ErrorCode, type AdaggError } from '../errors.ts';
+import { ErrorCode, OptionError, type AdaggError } from '../errors.ts';
 import { aggregatedDimensions, type CompiledOptions } from '../options.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { RuntimeEvents } from './events.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { adKey } from '../model/hot-messages.ts';
+import { HotChildHooks } from './hot/child-hooks.ts';
+import { HotParentHooks } from './hot/parent-hooks.ts';
+import { HotRoutes } from './hot/hot-routes.ts';
+import { hotRuntime, type HotRuntime } from './hot/hot-runtime.ts';
 import { connectNats } from './nats.ts';
 import { PlacementController } from './placement/controller.ts';
 import { NodeAgent, type LocalShards } from './placement/node-agent.ts';
 import { PlacementStore } from './placement/placement-store.ts';
-import type { ShardStats } from './placement/types.ts';
+import type { ShardStats, UnitEntry } from './placement/types.ts';
 import { DeadLetterPublisher } from './producer.ts';
 import { QueryResponder } from './query-responder.ts';
 import { RedisKeys } from './redis-keys.ts';
 import { RedisShardStore } from './redis-shard-store.ts';
 import { ShardFeed } from './shard-feed.ts';
 import { ShardHost } from './shard-host.ts';
+import type { UnitId } from './shard-store.ts';
 import { ensureStreams } from './streams.ts';
 import { Supervisor } from './supervisor.ts';
 import { topology, type Topology } from './topology.ts';
@@ -34,6 +40,12 @@ interface Running {
   host: ShardHost;
   sup: Supervisor;
   epoch: number;
+}
+
+/** A hot child actor running here (runtime/hot/child-hooks.ts). */
+interface RunningUnit extends Running {
+  hooks: HotChildHooks;
+  entry: UnitEntry;
 }
 
 /**
@@ -59,15 +71,21 @@ export class RuntimeNode {
   private closing: Promise<void> | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly eventCounts = new Map<number, number>();
-  private readonly progress = new Map<number, { watermark: number; now: number }>();
-  private lastStats = { at: 0, counts: new Map<number, number>() };
+  private readonly eventCounts = new Map<UnitId, number>();
+  private readonly progress = new Map<UnitId, { watermark: number; now: number }>();
+  private lastStats = { at: 0, counts: new Map<UnitId, number>() };
+  /** Hot-ad child actors running here (managed mode). */
+  private readonly units = new Map<string, RunningUnit>();
+  private hot: HotRuntime | undefined;
+  private managed = false;
 
   constructor(
     readonly id: string,
     private readonly opts: CompiledOptions & { natsUrl: string; redisUrl: string },
     private readonly deps: RuntimeNodeDeps,
   ) {
+    // The id is a NATS subject token (queries are addressed to `<shard subject>.<node>`).
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new OptionError('nodeId', `"${id}" must match [A-Za-z0-9_-]{1,64}`);
     this.clock = deps.clock ?? systemClock;
     this.log = (deps.log ?? createLogger('adagg-node')).child({ node: id });
     this.events = deps.events ?? new RuntimeEvents();
@@ -88,6 +106,27 @@ export class RuntimeNode {
     this.placement = new PlacementStore(this.redis, keys, { shards: o.shards, heartbeatTimeoutMs: o.nodeTimeoutMs });
     this.deadLetters = new DeadLetterPublisher(this.nc, this.topo);
     this.responder = new QueryResponder(this.nc, this.topo, this.id, this.log);
+    this.hot = hotRuntime({
+      nc: this.nc,
+      topo: this.topo,
+      routes: await HotRoutes.open(this.nc, this.topo, o.replicas),
+      placement: undefined,
+      deadLetters: this.deadLetters,
+      events: this.events,
+      log: this.log,
+      clock: this.clock,
+      opts: {
+        autoChildren: o.hotChildren,
+        lingerMs: o.hotLingerMs,
+        hotRatePerSec: o.hotRatePerSec,
+        hotSharePct: o.hotSharePct,
+        hotMinRatePerSec: o.hotMinRatePerSec,
+        hotForMs: o.hotForMs,
+        coolRatePerSec: o.coolRatePerSec,
+        coolSharePct: o.coolSharePct,
+        coolForMs: o.coolForMs,
+      },
+    });
   }
 
   /** Static mode: runs the given shards (all by default), each acquiring a new epoch. */
@@ -100,11 +139,19 @@ export class RuntimeNode {
   async startManaged(): Promise<void> {
     await this.setup();
     const o = this.opts;
+    // Hot-ad children are placement units: only managed nodes split ads.
+    this.managed = true;
+    this.hot!.placement = this.placement;
     const local: LocalShards = {
       running: () => this.running(),
       start: (shard, epoch) => this.startShard(shard, epoch),
       stop: (shard) => this.stopShard(shard),
       stats: () => this.stats(),
+      units: {
+        running: () => new Map([...this.units].map(([u, r]) => [u, r.epoch])),
+        start: (unit, epoch) => this.startUnit(unit, epoch),
+        stop: (unit) => this.stopUnit(unit),
+      },
     };
     this.agent = new NodeAgent(this.id, this.placement!, local, { heartbeatMs: o.heartbeatIntervalMs, reconcileMs: 250 }, this.clock, this.log);
     this.controller = new PlacementController(
@@ -151,6 +198,7 @@ export class RuntimeNode {
           retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
           topnDepth: o.topnDepth,
           maxLiveWindow: o.maxLiveWindow,
+          hot: { splits: this.managed },
         },
         ...(epoch === undefined ? {} : { epoch }),
         mailboxCapacity: o.mailboxCapacity,
@@ -161,12 +209,13 @@ export class RuntimeNode {
       {
         actors: this.deps.actors.shardActors,
         store: this.store!,
-        publishRankings: (s, updates) => nc.publish(this.topo.rankingSubject(s), encode({ shard: s, updates })),
+        publishRankings: (_s, updates) => nc.publish(this.topo.rankingSubject(shard), encode({ shard, updates })),
         feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard)),
         deadLetters: this.deadLetters!,
         clock: this.clock,
         events: this.events,
         log: this.log,
+        hot: new HotParentHooks(shard, this.hot!),
       },
     );
     const sup = new Supervisor(`shard-${shard}`, (signal) => host.run(signal), this.clock, this.log, {
@@ -191,12 +240,78 @@ export class RuntimeNode {
     this.hosts.delete(shard);
   }
 
+  /**
+   * Starts a hot ad's child actor (placement assigned it here with `epoch`): a shard actor on the
+   * child subject, persisted and fenced under its unit id, reporting to its parent.
+   */
+  startUnit(u: UnitEntry, epoch: number): void {
+    if (this.units.has(u.unit)) throw new Error(`hot child ${u.unit} is already running on ${this.id}`);
+    const o = this.opts;
+    const nc = this.nc!;
+    const hooks = new HotChildHooks(u, this.hot!);
+    const host = new ShardHost(
+      u.unit,
+      {
+        actor: {
+          shard: u.unit,
+          dimensions: aggregatedDimensions(o),
+          allowedLatenessMs: o.allowedLatenessMs,
+          idleTimeoutMs: o.idleTimeoutMs,
+          retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
+          topnDepth: 1,
+          maxLiveWindow: 1,
+          hot: { child: { parent: u.parent, ad: u.ad, gen: u.gen, k: u.k } },
+        },
+        epoch,
+        mailboxCapacity: o.mailboxCapacity,
+        tickIntervalMs: o.tickIntervalMs,
+        snapshotIntervalMs: o.snapshotIntervalMs,
+        snapshotEveryMessages: o.snapshotEveryMessages,
+      },
+      {
+        actors: this.deps.actors.shardActors,
+        store: this.store!,
+        // A child's counts reach rankings through its parent only.
+        publishRankings: () => undefined,
+        feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.hotSubject(adKey(u.ad), u.gen, u.k)),
+        deadLetters: this.deadLetters!,
+        clock: this.clock,
+        events: this.events,
+        log: this.log,
+        hot: hooks,
+      },
+    );
+    const sup = new Supervisor(`hot-${u.unit}`, (signal) => host.run(signal), this.clock, this.log, {
+      isFatal: (err) => (err as AdaggError | undefined)?.code === ErrorCode.Fenced,
+      onRestart: (err) => this.events.emit('restart', { shard: u.unit, code: (err as AdaggError | undefined)?.code }),
+      onFatal: () => this.responder?.unserve(u.unit),
+    });
+    this.units.set(u.unit, { host, sup, epoch, hooks, entry: u });
+    this.responder!.serve(host);
+    sup.start();
+  }
+
+  /** Stops a hot child (final snapshot and report first). */
+  async stopUnit(unit: string): Promise<void> {
+    const r = this.units.get(unit);
+    if (!r) return;
+    r.hooks.close();
+    await r.sup.close();
+    this.responder?.unserve(unit);
+    this.units.delete(unit);
+  }
+
+  /** Hot children running here, with the epoch each runs under. */
+  runningUnits(): ReadonlyMap<string, number> {
+    return new Map([...this.units].map(([u, r]) => [u, r.epoch]));
+  }
+
   stats(): { eventsPerSec: number; shards: Record<string, ShardStats> } {
     const now = this.clock.now();
     const secs = Math.max(0.001, (now - this.lastStats.at) / 1000);
     const shards: Record<string, ShardStats> = {};
     let total = 0;
-    for (const [s, r] of this.shards) {
+    for (const [s, r] of [...this.shards, ...this.units] as Array<[UnitId, Running]>) {
       const count = this.eventCounts.get(s) ?? 0;
       const rate = this.lastStats.at ? (count - (this.lastStats.counts.get(s) ?? 0)) / secs : 0;
       total += rate;
@@ -218,9 +333,12 @@ export class RuntimeNode {
       await this.controller?.close().catch(() => undefined);
       await this.agent?.close(false).catch(() => undefined);
       this.responder?.close();
-      const results = await Promise.allSettled([...this.shards.values()].map((r) => r.sup.close()));
+      for (const u of this.units.values()) u.hooks.close();
+      const results = await Promise.allSettled([...this.shards.values(), ...this.units.values()].map((r) => r.sup.close()));
       for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'actor close failed');
       this.shards.clear();
+      this.units.clear();
+      this.hot?.routes.close();
       await this.placement?.removeNode(this.id).catch(() => undefined);
       await this.nc?.drain().catch(() => undefined);
       this.redis?.disconnect();

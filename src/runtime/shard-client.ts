@@ -13,6 +13,8 @@ export class ShardClient {
     private readonly topo: Topology,
     private readonly timeoutMs: number,
     private readonly defaultAttempts = 4,
+    /** The shard's owner per the placement table (null: none known, ask any owner). */
+    private readonly ownerOf: (shard: number) => Promise<string | null> = async () => null,
   ) {}
 
   async ask<T>(shard: number, req: ShardRequest, attempts = this.defaultAttempts): Promise<T> {
@@ -20,7 +22,10 @@ export class ShardClient {
     let last: unknown;
     for (let i = 0; i < attempts; i++) {
       try {
-        const msg = await this.nc.request(this.topo.querySubject(shard), payload, { timeout: this.timeoutMs });
+        // Address the owner the placement table names, re-read on every attempt (it may be moving).
+        const owner = await this.ownerOf(shard).catch(() => null);
+        const subject = owner ? `${this.topo.querySubject(shard)}.${owner}` : this.topo.querySubject(shard);
+        const msg = await this.nc.request(subject, payload, { timeout: this.timeoutMs });
         const reply = JSON.parse(msg.string()) as ShardReply<T>;
         if (reply.ok) return reply.result;
         last = new AdaggError(reply.code, reply.error);

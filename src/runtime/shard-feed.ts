@@ -1,5 +1,6 @@
 import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { AdaggError, ErrorCode } from '../errors.ts';
 
 export interface StreamMessage {
   seq: number;
@@ -36,8 +37,24 @@ export class ShardFeed {
       ...(startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : {}),
     });
     // expires 5 s: after a server failover the pull is re-issued within seconds, not 30 s (NATS notes).
-    this.messages = await this.consumer.consume({ max_messages: 256, expires: 5000 });
+    this.messages = await this.consumer.consume({ max_messages: 256, expires: 5000, idle_heartbeat: 1000 });
     const msgs = this.messages;
+    // Watchdog: an ordered consumer is R1 and lives on one server. If that server dies, the client
+    // keeps retrying it forever (it only recreates on "consumer not found"), so missed heartbeats fail
+    // the feed: the actor restarts from its committed sequence with a new consumer on a live server.
+    void (async () => {
+      for await (const st of msgs.status()) {
+        const dead =
+          (st.type === 'heartbeats_missed' && st.count >= 3) ||
+          (st.type === 'consumer_not_found' && st.count >= 3) ||
+          st.type === 'stream_not_found' ||
+          st.type === 'consumer_deleted';
+        if (dead) {
+          onError(new AdaggError(ErrorCode.FeedStalled, `feed of ${this.subject} stalled (${st.type})`, { details: { status: st } }));
+          return;
+        }
+      }
+    })().catch(() => undefined);
     this.loop = (async () => {
       for await (const m of msgs) {
         await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data });

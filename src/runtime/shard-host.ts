@@ -1,14 +1,16 @@
-import type { ShardActor, ShardActorConfig, ShardActorPorts } from '../actors/shard-actor.ts';
+import type { BatchResult, ShardActor, ShardActorConfig, ShardActorPorts } from '../actors/shard-actor.ts';
 import type { RankingUpdate } from '../actors/shard/rankings.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
+import type { Click } from '../model/click.ts';
+import { decodeControl, isControlMessage } from '../model/hot-messages.ts';
 import type { Clock } from './clock.ts';
 import type { RuntimeEvents } from './events.ts';
 import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
 import type { DeadLetterPublisher } from './producer.ts';
 import type { ShardFeed, StreamMessage } from './shard-feed.ts';
-import type { ShardStore } from './shard-store.ts';
+import type { ShardCommit, ShardStore, UnitId } from './shard-store.ts';
 
 export interface ShardHostOptions {
   actor: ShardActorConfig;
@@ -26,16 +28,39 @@ export interface ShardActorFactory {
   fromSnapshot(bytes: Uint8Array, config: ShardActorConfig, ports: ShardActorPorts): ShardActor;
 }
 
+/**
+ * Hot-ad splitting around the incarnation loop (runtime/hot/*): a parent shard republishes split
+ * ads' clicks and keeps routes and child units in line with its state; a child reports its counts.
+ * Every hook runs inside the loop, awaited, so a commit never passes a message whose side effects
+ * are not done (a crash replays them with the same message ids).
+ */
+export interface ShardHostHotHooks {
+  /** Extra actor ports (a child's question to its parent). */
+  ports?(): Partial<ShardActorPorts>;
+  /** After restore: redo the side effects of the restored state (idempotent). */
+  restored(actor: ShardActor): Promise<void>;
+  /** Applies a control message; `commitNow` asks for a commit at once (a child's end). */
+  control(actor: ShardActor, seq: number, data: Uint8Array): Promise<{ commitNow: boolean }>;
+  /** After a click batch: republish `res.forward` and feed the detector. */
+  afterBatch(actor: ShardActor, seq: number, clicks: readonly Click[], res: BatchResult): Promise<void>;
+  /** Before a commit is written (a child publishes its report of the state being committed). */
+  beforeCommit(actor: ShardActor, c: ShardCommit): Promise<void>;
+  /** Each tick, caught up or not; returns true to force a commit (a child's closedThrough moved). */
+  tick(actor: ShardActor, pending: number): Promise<boolean>;
+}
+
 export interface ShardHostDeps {
   actors: ShardActorFactory;
   store: ShardStore;
   /** Publishes ranking updates (fire and forget: a reducer that misses one resyncs by request). */
-  publishRankings: (shard: number, updates: RankingUpdate[]) => void;
+  publishRankings: (shard: UnitId, updates: RankingUpdate[]) => void;
   feed: () => ShardFeed;
   deadLetters: DeadLetterPublisher;
   clock: Clock;
   events: RuntimeEvents;
   log: Logger;
+  /** Hot-ad splitting (parent or child side); absent: control messages are applied without side effects. */
+  hot?: ShardHostHotHooks;
 }
 
 /** Messages of a shard actor's mailbox. Queries go through it too, so they see a consistent state. */
@@ -57,7 +82,7 @@ export class ShardHost {
   private pending = -1;
   epoch = 0;
   constructor(
-    readonly shard: number,
+    readonly shard: UnitId,
     private readonly opts: ShardHostOptions,
     private readonly deps: ShardHostDeps,
   ) {}
@@ -68,14 +93,22 @@ export class ShardHost {
     const epoch = this.opts.epoch ?? (await store.acquire(this.shard));
     this.epoch = epoch;
     const stored = await store.load(this.shard);
-    const ports = { clock, readClosed: (r: Parameters<ShardStore['readCounts']>[1]) => store.readCounts(this.shard, r) };
+    const ports = {
+      clock,
+      readClosed: (r: Parameters<ShardStore['readCounts']>[1]) => store.readCounts(this.shard, r),
+      ...this.deps.hot?.ports?.(),
+    };
     const actor = stored
       ? this.deps.actors.fromSnapshot(stored.snapshot, this.opts.actor, ports)
       : this.deps.actors.create(this.opts.actor, ports);
     const [retainFrom, retainTo] = actor.retainedRange();
     actor.restoreRetained(await store.loadMinutes(this.shard, retainFrom, retainTo));
+    const hot = this.deps.hot;
+    await hot?.restored(actor);
     let committedSeq = stored ? actor.lastSeq : 0;
     let lastProvisionalAt = 0;
+    let lastBatchAt = clock.now();
+    let lastPendingCheckAt = 0;
     let lastCommitAt = clock.now();
     let sinceCommit = 0;
     const mailbox = new Mailbox<ShardMsg>(this.opts.mailboxCapacity);
@@ -89,11 +122,17 @@ export class ShardHost {
     const onAbort = (): void => mailbox.force({ k: 'stop' });
     signal.addEventListener('abort', onAbort);
     let live = true;
+    let tickQueued = false;
     let tickTimer: ReturnType<Clock['setTimeout']> | undefined;
     const armTick = (): void => {
       tickTimer = clock.setTimeout(() => {
         if (!live) return;
-        if (mailbox.size < this.opts.mailboxCapacity) mailbox.force({ k: 'tick' });
+        // Always deliver the tick (it drives time-based commits, also under a backlog), but never
+        // more than one queued at a time.
+        if (!tickQueued) {
+          tickQueued = true;
+          mailbox.force({ k: 'tick' });
+        }
         armTick();
       }, this.opts.tickIntervalMs);
     };
@@ -103,6 +142,7 @@ export class ShardHost {
       const c = actor.prepareCommit(committedSeq, force);
       if (!c) return;
       const t0 = clock.now();
+      await hot?.beforeCommit(actor, c);
       await store.commit(this.shard, epoch, c);
       actor.committed(c);
       committedSeq = c.seq;
@@ -132,8 +172,19 @@ export class ShardHost {
         if (!msg || msg.k === 'stop') break;
         switch (msg.k) {
           case 'batch': {
+            lastBatchAt = clock.now();
+            if (isControlMessage(msg.m.data)) {
+              const out = hot
+                ? await hot.control(actor, msg.m.seq, msg.m.data)
+                : (await actor.applyControl(msg.m.seq, decodeControl(msg.m.data)), { commitNow: false });
+              this.pending = msg.m.pending;
+              sinceCommit++;
+              if (out.commitNow || sinceCommit >= this.opts.snapshotEveryMessages) await commit(out.commitNow);
+              break;
+            }
             const clicks = decodeBatch(msg.m.data);
             const res = await actor.applyBatch(msg.m.seq, clicks);
+            if (hot) await hot.afterBatch(actor, msg.m.seq, clicks, res);
             this.pending = msg.m.pending;
             if (res.tooOld.length > 0) {
               await this.deps.deadLetters.publish(
@@ -163,9 +214,18 @@ export class ShardHost {
             break;
           }
           case 'tick': {
-            if (this.pending !== 0) this.pending = await feed.pending();
-            const closed = actor.tick(this.pending === 0 && mailbox.size === 0);
-            if (closed || clock.now() - lastCommitAt >= this.opts.snapshotIntervalMs) await commit();
+            tickQueued = false;
+            // Before an idle shard closes minutes by the wall clock, the server must confirm it is
+            // caught up: a feed whose consumer died with its NATS server would otherwise look idle and
+            // finalise minutes with clicks still unread (feed.pending() throws there → restart).
+            const quiet = clock.now() - lastBatchAt >= this.opts.actor.idleTimeoutMs / 2;
+            if (this.pending !== 0 || (quiet && clock.now() - lastPendingCheckAt >= this.opts.actor.idleTimeoutMs / 2)) {
+              lastPendingCheckAt = clock.now();
+              this.pending = await feed.pending();
+            }
+            const closed = actor.tick(this.pending === 0 && mailbox.size === 0 && lastPendingCheckAt >= lastBatchAt);
+            const force = hot ? await hot.tick(actor, this.pending) : false;
+            if (closed || force || clock.now() - lastCommitAt >= this.opts.snapshotIntervalMs) await commit(force);
             const provisionalDue = clock.now() - lastProvisionalAt >= 1000;
             if (provisionalDue) lastProvisionalAt = clock.now();
             const updates = actor.rankingUpdates(provisionalDue);
@@ -222,13 +282,23 @@ export class ShardHost {
     });
   }
 
+  /**
+   * Runs `fn` against the current actor at once, outside mailbox order: only for reads whose answer
+   * does not depend on where the actor is in its stream (a child's `hotSeen` question).
+   */
+  peek<T>(fn: (a: ShardActor) => T): T {
+    const a = this.actor;
+    if (!a) throw unavailable(this.shard);
+    return fn(a);
+  }
+
   /** Lag as last seen (messages pending in the stream for this shard), -1 when unknown. */
   get lag(): number {
     return this.pending;
   }
 }
 
-function unavailable(shard: number, cause?: unknown): AdaggError {
+function unavailable(shard: UnitId, cause?: unknown): AdaggError {
   return new AdaggError(ErrorCode.ShardUnavailable, `shard ${shard} actor is not running here`, { cause });
 }
 

@@ -31,11 +31,15 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
         `stream ${t.clicksStream} was created with ${m[1]} shards, this node is configured with ${s.shards} (ADAGG_SHARDS)`,
       );
     }
+    // Hot-ad child subjects (added later than the stream layout): add them to an older stream.
+    if (!existing.config.subjects.includes(t.hotSubjects)) {
+      await jsm.streams.update(t.clicksStream, { subjects: [...existing.config.subjects, t.hotSubjects] });
+    }
   } else {
     await jsm.streams.add({
       name: t.clicksStream,
       description: `adagg clicks shards=${s.shards}`,
-      subjects: [t.clickSubjects],
+      subjects: [t.clickSubjects, t.hotSubjects],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,

@@ -103,6 +103,6 @@ export class Supervisor {
 }
 
 export function errMeta(err: unknown): Record<string, unknown> {
-  if (err instanceof Error) return { name: err.name, code: (err as { code?: unknown }).code, message: err.message };
+  if (err instanceof Error) return { name: err.name, code: (err as { code?: unknown }).code, message: err.message, stack: err.stack };
   return { message: String(err) };
 }

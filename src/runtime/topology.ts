@@ -8,10 +8,20 @@ export interface Topology {
   clickSubjects: string;
   deadLetterSubject(reason: string): string;
   /** Request/reply subject on which the owner of a shard answers queries. */
-  querySubject(shard: number): string;
+  querySubject(shard: number | string): string;
   /** Subject on which a shard publishes its ranking updates (top-K lists and deltas). */
   rankingSubject(shard: number): string;
   rankingSubjects: string;
+  /** Subject of child `k` of split `gen` of a hot ad (`adKey`: hex of the ad_id, hot-messages.ts). */
+  hotSubject(adKey: string, gen: number, k: number): string;
+  /** Every hot child subject (part of the clicks stream). */
+  hotSubjects: string;
+  /** The child subjects of every split of one ad. */
+  hotSubjectsOf(adKey: string): string;
+  /** Every subject of the clicks stream: shard subjects and hot child subjects. */
+  streamSubjects: string;
+  /** KV bucket that publishers watch to learn which ads are split (and into which subjects). */
+  hotBucket: string;
 }
 
 export function topology(prefix: string): Topology {
@@ -26,5 +36,10 @@ export function topology(prefix: string): Topology {
     querySubject: (shard) => `${p}.q.shard.${shard}`,
     rankingSubject: (shard) => `${p}.rank.${shard}`,
     rankingSubjects: `${p}.rank.*`,
+    hotSubject: (adKey, gen, k) => `${p}.hot.${adKey}.${gen}.${k}`,
+    hotSubjects: `${p}.hot.>`,
+    hotSubjectsOf: (adKey) => `${p}.hot.${adKey}.>`,
+    streamSubjects: `${p}.>`,
+    hotBucket: `${P}_HOT`,
   };
 }

@@ -15,6 +15,41 @@ import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Background activities of a test (load, pollers, monitors): stopped by `stopBackground` in afterEach. */
+const background = new Set<{ stop(): unknown }>();
+
+/** Stops every load client, poller and loop still running (after a failed test). */
+export async function stopBackground(): Promise<void> {
+  const all = [...background];
+  background.clear();
+  await Promise.allSettled(all.map((b) => b.stop()));
+}
+
+/** Runs `fn` every `everyMs` until stopped; errors are kept (not thrown) so a dying cluster cannot raise unhandled rejections. */
+export class Loop {
+  readonly errors: string[] = [];
+  private stopped = false;
+  private readonly done: Promise<void>;
+  constructor(fn: () => Promise<void>, everyMs: number) {
+    background.add(this);
+    this.done = (async () => {
+      while (!this.stopped) {
+        try {
+          await fn();
+        } catch (err) {
+          if (this.errors.length < 20) this.errors.push(String(err));
+        }
+        await sleep(everyMs);
+      }
+    })();
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    background.delete(this);
+    await this.done;
+  }
+}
+
 /** Every child spawned here; `killAllChildren` (afterAll / afterEach) and process exit SIGKILL them. */
 const children = new Set<ChildProcess>();
 let exitHook = false;
@@ -227,37 +262,41 @@ export class ProcCluster {
   }
 
   /**
-   * Settled: every shard owned by one of `live` with no handoff pending, and its actor answering
-   * on that node under the table's epoch (`/v1/status`: running, node = owner, epoch = epoch).
+   * Polls until settled on `live`; resolves with the time it first held. A shard counts as
+   * answering once one `/v1/status` sample showed it running on its table owner under the table's
+   * epoch, and stays confirmed while its table entry is unchanged. (While a node is frozen its
+   * queue subscriptions still take a share of the status requests, which then time out; requiring
+   * every shard to answer in the same sample would measure luck, not failover.)
    */
-  async settled(live: ReadonlySet<string>): Promise<SettledCheck> {
-    const table = await this.placement.read();
-    for (const e of table.entries) {
-      if (e.owner === null || !live.has(e.owner)) return { ok: false, why: `shard ${e.shard} owner ${e.owner}`, table };
-      if (e.movingTo !== null) return { ok: false, why: `shard ${e.shard} moving to ${e.movingTo}`, table };
-    }
-    const status = await this.status();
-    if (!status) return { ok: false, why: 'no /v1/status', table };
-    for (const s of status) {
-      const e = table.entries[s.shard]!;
-      if (s.state !== 'running' || s.node !== e.owner || s.epoch !== e.epoch) {
-        return { ok: false, why: `shard ${s.shard} status ${s.state} on ${s.node} epoch ${s.epoch}, table ${e.owner} epoch ${e.epoch}`, table, status };
-      }
-    }
-    return { ok: true, why: '', table, status };
-  }
-
-  /** Polls `settled(live)` every `everyMs`; resolves with the time it first held. */
   async waitSettled(live: Iterable<string>, timeoutMs: number, everyMs = 100): Promise<{ at: number; check: SettledCheck }> {
     const set = new Set(live);
     const end = Date.now() + timeoutMs;
-    let last: SettledCheck = { ok: false, why: 'not checked' };
+    const confirmed = new Map<number, string>(); // shard → `${owner}@${epoch}` seen answering
+    let why = 'not checked';
+    let lastStatus: StatusShard[] | null = null;
     for (;;) {
-      last = await this.settled(set).catch((err: unknown) => ({ ok: false, why: String(err) }));
-      if (last.ok) return { at: Date.now(), check: last };
+      try {
+        const table = await this.placement.read();
+        const pending = table.entries.find((e) => e.owner === null || !set.has(e.owner) || e.movingTo !== null);
+        if (pending) why = `shard ${pending.shard} owner ${pending.owner} moving to ${pending.movingTo}`;
+        else {
+          const status = await this.status();
+          lastStatus = status ?? lastStatus;
+          for (const st of status ?? []) {
+            const e = table.entries[st.shard]!;
+            if (st.state === 'running' && st.node === e.owner && st.epoch === e.epoch) confirmed.set(st.shard, `${e.owner}@${e.epoch}`);
+          }
+          const missing = table.entries.find((e) => confirmed.get(e.shard) !== `${e.owner}@${e.epoch}`);
+          if (!missing) return { at: Date.now(), check: { ok: true, why: '', table, ...(status ? { status } : {}) } };
+          const st = status?.find((x) => x.shard === missing.shard);
+          why = `shard ${missing.shard} not seen answering on ${missing.owner}@${missing.epoch} (last: ${st ? `${st.state} on ${st.node} epoch ${st.epoch}` : 'no /v1/status'})`;
+        }
+      } catch (err) {
+        why = String(err);
+      }
       if (Date.now() > end) {
-        const logs = [...this.nodes].map(([id, p]) => `--- ${id} (alive ${p.alive})\n${p.output().slice(-3000)}`).join('\n');
-        throw new Error(`cluster not settled on ${[...set].join(',')} within ${timeoutMs} ms: ${last.why}\n${logs}`);
+        const logs = [...this.nodes].map(([id, p]) => `--- ${id} (alive ${p.alive})\n${p.output().slice(-8000)}`).join('\n');
+        throw new Error(`cluster not settled on ${[...set].join(',')} within ${timeoutMs} ms: ${why}\nlast status: ${JSON.stringify(lastStatus)}\n${logs}`);
       }
       await sleep(everyMs);
     }
@@ -275,11 +314,14 @@ export class ProcCluster {
       p.get(this.keys.epoch(s));
       p.hmget(this.keys.meta(s), 'epoch', 'seq');
     }
-    const res = (await p.exec()) ?? [];
+    const res = await p.exec();
+    if (!res || res.length !== 2 * this.shards) throw new Error('epochs: pipeline failed');
     const out: Array<{ shard: number; fence: number; meta: number; seq: number }> = [];
     for (let s = 0; s < this.shards; s++) {
-      const fence = res[2 * s]![1] as string | null;
-      const [epoch, seq] = res[2 * s + 1]![1] as Array<string | null>;
+      const [e1, fence] = res[2 * s]! as [Error | null, string | null];
+      const [e2, meta] = res[2 * s + 1]! as [Error | null, Array<string | null>];
+      if (e1 || e2) throw e1 ?? e2;
+      const [epoch, seq] = meta;
       out.push({ shard: s, fence: Number(fence ?? 0), meta: Number(epoch ?? 0), seq: Number(seq ?? 0) });
     }
     return out;
@@ -313,7 +355,8 @@ export class LoadClient {
   ) {}
 
   start(): this {
-    this.done = this.run();
+    background.add(this);
+    this.done = this.run().finally(() => background.delete(this));
     return this;
   }
 
@@ -404,6 +447,7 @@ export class QueryPoller {
   ) {}
 
   start(): this {
+    background.add(this);
     this.loop = this.run();
     return this;
   }
@@ -459,6 +503,7 @@ export class QueryPoller {
   /** Stops polling; the gap up to the stop is counted as well. */
   async stop(): Promise<void> {
     this.stopped = true;
+    background.delete(this);
     await this.loop;
     if (this.lastOkAt > 0 && Date.now() - this.lastOkAt > this.maxGap) {
       this.maxGap = Date.now() - this.lastOkAt;

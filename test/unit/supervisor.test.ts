@@ -270,7 +270,10 @@ describe('Supervisor', { timeout: 5_000 }, () => {
   });
 
   it('errMeta describes errors and non-errors', () => {
-    expect(errMeta(new AdaggError(ErrorCode.Fenced, 'gone'))).toEqual({ name: 'AdaggError', code: 'ADAGG_E_FENCED', message: 'gone' });
+    const meta = errMeta(new AdaggError(ErrorCode.Fenced, 'gone'));
+    expect(meta).toMatchObject({ name: 'AdaggError', code: 'ADAGG_E_FENCED', message: 'gone' });
+    // The stack is logged too, so a failure in production points at its line.
+    expect(String(meta.stack)).toContain('supervisor.test.ts');
     expect(errMeta('text')).toEqual({ message: 'text' });
   });
 });

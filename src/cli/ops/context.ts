@@ -41,12 +41,14 @@ export async function openOps(env: NodeJS.ProcessEnv = process.env, persistent =
     maxRetriesPerRequest: persistent ? null : 1,
     retryStrategy: (times) => (persistent ? Math.min(times * 250, 2000) : times > 2 ? null : 200),
   });
-  redis.on('error', () => undefined); // reported through the failing command instead
+  let lastError: Error | undefined;
+  redis.on('error', (err: Error) => (lastError = err)); // reported through the failing command instead
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new AdaggError(ErrorCode.Internal, `cannot reach Redis at ${redact(redisUrl)}: ${(err as Error).message}`, { cause: err });
+    const why = lastError?.message ?? (err as Error).message; // ioredis' own is "Connection is closed."
+    throw new AdaggError(ErrorCode.Internal, `cannot reach Redis at ${redact(redisUrl)}: ${why}`, { cause: err });
   }
   const keys = new RedisKeys(compiled.prefix);
   const storeOpts = (shards: number) => ({ shards, heartbeatTimeoutMs: compiled.nodeTimeoutMs });

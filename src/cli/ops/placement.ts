@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { PlacementStore } from '../../runtime/placement/placement-store.ts';
 import { openOps, positionals, sleep, UsageError } from './context.ts';
+import { hotChildrenByShard, hotChildrenCell, hotChildTableRows, type HotChildRow } from './placement-hot.ts';
 import { formatCount, formatDuration, formatTable } from './table.ts';
 
 export interface ShardRow {
@@ -18,8 +19,8 @@ export interface ShardRow {
   movingTo: string | null;
   movingSince: number | null;
   pinned: string | null;
-  /** Per-shard hot child actors: a later feature, always null for now. */
-  hotChildren: null;
+  /** The shard's hot ads' child actors (placement-hot.ts); null when it has none. */
+  hotChildren: HotChildRow[] | null;
   /** When the owner got the shard. */
   since: number;
 }
@@ -33,7 +34,8 @@ export interface PlacementReport {
 }
 
 export async function placementReport(store: PlacementStore, now = Date.now()): Promise<PlacementReport> {
-  const [table, nodes, leader] = await Promise.all([store.read(), store.nodes(now), store.leader()]);
+  const [table, nodes, leader, units] = await Promise.all([store.read(), store.nodes(now), store.leader(), store.readUnits()]);
+  const children = hotChildrenByShard(units, nodes);
   const byId = new Map(nodes.map((n) => [n.id, n]));
   return {
     at: now,
@@ -54,7 +56,7 @@ export async function placementReport(store: PlacementStore, now = Date.now()): 
         movingTo: e.movingTo,
         movingSince: e.movingSince,
         pinned: e.pinned,
-        hotChildren: null,
+        hotChildren: children.get(e.shard) ?? null,
         since: e.since,
       };
     }),
@@ -74,7 +76,7 @@ export function renderPlacement(r: PlacementReport): string {
       { header: 'PINNED' },
       { header: 'HOT CHILDREN' },
     ],
-    r.shards.map((s) => [
+    r.shards.flatMap((s) => [[
       String(s.shard),
       s.owner === null ? '-' : s.ownerAlive ? s.owner : `${s.owner} (dead)`,
       String(s.epoch),
@@ -83,8 +85,8 @@ export function renderPlacement(r: PlacementReport): string {
       s.watermarkDelayMs === null ? '-' : formatDuration(s.watermarkDelayMs),
       s.movingTo === null ? '-' : `${s.movingTo} (${formatDuration(r.at - (s.movingSince ?? r.at))})`,
       s.pinned ?? '-',
-      '-',
-    ]),
+      hotChildrenCell(s.hotChildren),
+    ], ...hotChildTableRows(s.hotChildren)]),
   );
   const moving = r.shards.filter((s) => s.movingTo !== null).length;
   const unassigned = r.shards.filter((s) => s.owner === null).length;
@@ -148,7 +150,7 @@ async function watch(everyMs: number, json: boolean): Promise<void> {
         if (json) throw err;
         text = `adagg: ${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message} (retrying)`;
       }
-      const stamp = `every ${everyMs / 1000}s · ${new Date().toLocaleTimeString()} · Ctrl-C to stop`;
+      const stamp = `every ${everyMs / 1000}s · ${new Date().toLocaleTimeString('en-GB', { hour12: false })} · Ctrl-C to stop`;
       if (json) process.stdout.write(`${text}\n`);
       else if (tty) process.stdout.write(`${CLEAR}${stamp}\n\n${text}\n`);
       else process.stdout.write(`${stamp}\n${text}\n\n`);

@@ -78,7 +78,7 @@ export function renderPlan(p: RebalancePlan): string {
     p.actions.map((a) => [a.kind, String(a.shard), a.from ?? '-', a.to ?? '-', a.byController ? `${a.reason} (controller)` : a.reason]),
   );
   const moves = p.actions.filter((a) => a.kind === 'move').length;
-  const notes = [`${moves} handoff${moves === 1 ? '' : 's'} this round (at most ${p.maxMovesPerRound}), ${p.misplaced} shard${p.misplaced === 1 ? '' : 's'} off their target`];
+  const notes = [`${moves} handoff${moves === 1 ? '' : 's'} this round (at most ${p.maxMovesPerRound} per round)`, `shards away from their target: ${p.misplaced}`];
   if (p.suspended) notes.push('rebalancing is suspended: the controller itself will not start these');
   return `${table}\n${notes.join(' · ')}`;
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import { errMeta } from '../supervisor.ts';
 import { planRound, type PlacementAction, type PlannerOptions } from './planner.ts';
 import type { PlacementStore } from './placement-store.ts';
+import { planUnits, type UnitAction } from './unit-planner.ts';
 
 export interface ControllerOptions extends PlannerOptions {
   /** Period of a placement round. */
@@ -58,7 +59,28 @@ export class PlacementController {
         this.log.warn({ action: a, err: errMeta(err) }, 'placement action failed');
       }
     }
+    await this.unitRound(table, nodes, now);
     return actions;
+  }
+
+  /** Hot child units are placed by the same rules (unit-planner.ts), from their own hash. */
+  private async unitRound(table: Awaited<ReturnType<PlacementStore['read']>>, nodes: Awaited<ReturnType<PlacementStore['nodes']>>, now: number): Promise<void> {
+    const units = await this.store.readUnits();
+    if (units.length === 0) return;
+    for (const a of planUnits(units, table, nodes, this.opts, now)) {
+      try {
+        await this.applyUnit(a, now);
+        this.log.info({ action: a }, 'placement action');
+      } catch (err) {
+        this.log.warn({ action: a, err: errMeta(err) }, 'placement action failed');
+      }
+    }
+  }
+
+  private async applyUnit(a: UnitAction, now: number): Promise<void> {
+    if (a.kind === 'assign' || a.kind === 'force') await this.store.assignUnit(a.unit, a.to, now);
+    else if (a.kind === 'move') await this.store.requestUnitMove(a.unit, a.to, now);
+    else await this.store.cancelUnitMove(a.unit);
   }
 
   private async apply(a: PlacementAction, now: number): Promise<void> {

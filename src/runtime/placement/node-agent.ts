@@ -3,7 +3,14 @@ import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../logger.ts';
 import { errMeta } from '../supervisor.ts';
 import type { PlacementStore } from './placement-store.ts';
-import type { NodeRecord, ShardStats } from './types.ts';
+import type { NodeRecord, ShardStats, UnitEntry } from './types.ts';
+
+/** Hot child units (runtime/hot) running on this node, driven like shards. */
+export interface LocalUnits {
+  running(): ReadonlyMap<string, number>;
+  start(unit: UnitEntry, epoch: number): void;
+  stop(unit: string): Promise<void>;
+}
 
 /** What the agent drives on its node. */
 export interface LocalShards {
@@ -13,6 +20,8 @@ export interface LocalShards {
   /** Stops the actor after a final commit (drain); resolves when it has stopped. */
   stop(shard: number): Promise<void>;
   stats(): { eventsPerSec: number; shards: Record<string, ShardStats> };
+  /** Hot child units, when this node hosts them (managed mode). */
+  units?: LocalUnits;
 }
 
 export interface AgentOptions {
@@ -28,6 +37,7 @@ export interface AgentOptions {
 export class NodeAgent {
   private readonly startedAt: number;
   private readonly handoffs = new Map<number, Promise<void>>();
+  private readonly unitHandoffs = new Map<string, Promise<void>>();
   private readonly timers = new Map<string, TimerHandle>();
   private closed = false;
   private reconciling: Promise<void> | undefined;
@@ -101,6 +111,52 @@ export class NodeAgent {
         await this.local.stop(e.shard);
       }
     }
+    if (this.local.units) await this.reconcileUnits(this.local.units);
+  }
+
+  /** The same rules for hot child units, plus: a unit gone from the table (split over) is stopped. */
+  private async reconcileUnits(local: LocalUnits): Promise<void> {
+    const units = await this.store.readUnits();
+    const running = local.running();
+    const known = new Set<string>();
+    for (const u of units) {
+      known.add(u.unit);
+      const mine = u.owner === this.nodeId;
+      const epoch = running.get(u.unit);
+      if (this.unitHandoffs.has(u.unit)) continue;
+      if (mine && u.movingTo !== null && epoch === u.epoch) {
+        this.unitHandoffs.set(u.unit, this.unitHandoff(local, u.unit, u.epoch));
+        continue;
+      }
+      if (mine && epoch === undefined && u.since < this.startedAt) {
+        await this.store.assignUnit(u.unit, this.nodeId, this.clock.now());
+        continue;
+      }
+      if (mine && epoch !== u.epoch) {
+        if (epoch !== undefined) await local.stop(u.unit);
+        this.log.info({ node: this.nodeId, unit: u.unit, epoch: u.epoch }, 'hot child assigned here');
+        local.start(u, u.epoch);
+      } else if (!mine && epoch !== undefined) {
+        await local.stop(u.unit);
+      }
+    }
+    for (const unit of running.keys()) {
+      if (known.has(unit) || this.unitHandoffs.has(unit)) continue;
+      this.log.info({ node: this.nodeId, unit }, 'hot child removed from placement, stopping it');
+      await local.stop(unit);
+      await this.store.expireUnitKeys([unit]);
+    }
+  }
+
+  private async unitHandoff(local: LocalUnits, unit: string, epoch: number): Promise<void> {
+    try {
+      await local.stop(unit);
+      await this.store.releaseUnit(unit, this.nodeId, epoch, this.clock.now());
+    } catch (err) {
+      this.log.warn({ node: this.nodeId, unit, err: errMeta(err) }, 'hot child handoff release failed');
+    } finally {
+      this.unitHandoffs.delete(unit);
+    }
   }
 
   private async handoff(shard: number, epoch: number, to: string): Promise<void> {
@@ -123,6 +179,7 @@ export class NodeAgent {
     for (const t of this.timers.values()) this.clock.clearTimeout(t);
     await this.reconciling?.catch(() => undefined);
     await Promise.allSettled(this.handoffs.values());
+    await Promise.allSettled(this.unitHandoffs.values());
     if (leave) await this.store.removeNode(this.nodeId).catch(() => undefined);
   }
 }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import type { RedisKeys } from '../redis-keys.ts';
-import type { NodeRecord, NodeView, PlacementEntry, PlacementTable } from './types.ts';
+import type { NodeRecord, NodeView, PlacementEntry, PlacementTable, UnitEntry } from './types.ts';
 
 /**
  * Membership and the placement table in Redis. Every ownership change runs as one Lua step that
@@ -10,6 +10,8 @@ import type { NodeRecord, NodeView, PlacementEntry, PlacementTable } from './typ
  *
  * Keys: `<p>:placement` hash (`v` version, `suspended`, `s:<n>` JSON entry), `<p>:{s<n>}:epoch`,
  * `<p>:nodes` hash (id → heartbeat JSON), `<p>:drain` hash (id → since), `<p>:controller` lease.
+ * Hot-ad child units: `<p>:placement:units` hash (`v`, `s:<unit>` JSON entry), `<p>:{<unit>}:epoch`;
+ * the same Lua steps run on it (an entry's `shard` is then the unit id).
  */
 
 // ARGV[1] = expected version or '' (no check). Returns an error reply 'CONFLICT <version>'.
@@ -21,6 +23,8 @@ end
 local function entry(shard)
   local raw = redis.call('HGET', KEYS[1], 's:' .. shard)
   if raw then return cjson.decode(raw) end
+  -- A hot child unit (a string id) exists only while its split does: never recreate a removed one.
+  if tonumber(shard) == nil then error({ err = 'NO_UNIT ' .. shard }) end
   return { shard = tonumber(shard), owner = cjson.null, epoch = 0, movingTo = cjson.null, movingSince = cjson.null, pinned = cjson.null, since = 0 }
 end
 local function save(e)
@@ -88,6 +92,7 @@ export class PlacementStore {
   private readonly nodesKey: string;
   private readonly drainKey: string;
   private readonly leaderKey: string;
+  private readonly unitsKey: string;
 
   constructor(
     private readonly redis: Redis,
@@ -98,6 +103,7 @@ export class PlacementStore {
     this.nodesKey = `${keys.prefix}:nodes`;
     this.drainKey = `${keys.prefix}:drain`;
     this.leaderKey = `${keys.prefix}:controller`;
+    this.unitsKey = `${keys.prefix}:placement:units`;
     const cmds: Array<[string, string, number]> = [
       ['adaggAssign', ASSIGN_LUA, 2],
       ['adaggMove', MOVE_LUA, 1],
@@ -190,6 +196,68 @@ export class PlacementStore {
     return this.run(() => this.redis.adaggSuspend(this.table, ver(version), on ? '1' : '0'));
   }
 
+  /** The hot child units (any parent), sorted by unit id. */
+  async readUnits(): Promise<UnitEntry[]> {
+    const h = await this.redis.hgetall(this.unitsKey);
+    const out: UnitEntry[] = [];
+    for (const [f, raw] of Object.entries(h)) {
+      if (!f.startsWith('s:')) continue;
+      const e = JSON.parse(raw) as PlacementEntry & { shard: string; parent: number; ad: string; gen: number; k: number };
+      const n = normalise(e as unknown as PlacementEntry);
+      out.push({ unit: String(e.shard), parent: e.parent, ad: e.ad, gen: e.gen, k: e.k, owner: n.owner, epoch: n.epoch, movingTo: n.movingTo, movingSince: n.movingSince, pinned: n.pinned, since: n.since });
+    }
+    return out.sort((a, b) => (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0));
+  }
+
+  /** Adds child units (unassigned) unless present: idempotent, a parent redoes it after a restart. */
+  async addUnits(units: ReadonlyArray<Pick<UnitEntry, 'unit' | 'parent' | 'ad' | 'gen' | 'k'>>): Promise<void> {
+    if (units.length === 0) return;
+    const m = this.redis.multi();
+    for (const u of units) {
+      const e = { shard: u.unit, parent: u.parent, ad: u.ad, gen: u.gen, k: u.k, owner: null, epoch: 0, movingTo: null, movingSince: null, pinned: null, since: 0 };
+      m.hsetnx(this.unitsKey, `s:${u.unit}`, JSON.stringify(e));
+    }
+    m.hincrby(this.unitsKey, 'v', 1);
+    await m.exec();
+  }
+
+  /**
+   * Removes child units (their nodes stop them) and lets their keys expire after `keepMs` (a
+   * parent replaying its split within that time finds the children's state again).
+   */
+  async removeUnits(units: readonly string[], keepMs = 3600_000): Promise<void> {
+    if (units.length === 0) return;
+    const m = this.redis.multi();
+    m.hdel(this.unitsKey, ...units.map((u) => `s:${u}`));
+    m.hincrby(this.unitsKey, 'v', 1);
+    await m.exec();
+    await this.expireUnitKeys(units, keepMs);
+  }
+
+  /** Lets removed units' keys expire (again after their last owner's final commit rewrote them). */
+  async expireUnitKeys(units: readonly string[], keepMs = 3600_000): Promise<void> {
+    const m = this.redis.multi();
+    for (const u of units) for (const k of [this.keys.epoch(u), this.keys.meta(u), this.keys.snapshot(u)]) m.pexpire(k, keepMs);
+    await m.exec();
+  }
+
+  /** Gives a child unit to `to` with a new epoch (fences its previous owner). */
+  assignUnit(unit: string, to: string, now: number): Promise<number> {
+    return this.run(() => this.redis.adaggAssign(this.unitsKey, this.keys.epoch(unit), '', unit, to, now));
+  }
+
+  requestUnitMove(unit: string, to: string, now: number): Promise<number> {
+    return this.run(() => this.redis.adaggMove(this.unitsKey, '', unit, to, now));
+  }
+
+  releaseUnit(unit: string, from: string, epoch: number, now: number): Promise<number> {
+    return this.run(() => this.redis.adaggRelease(this.unitsKey, this.keys.epoch(unit), '', unit, from, epoch, now));
+  }
+
+  cancelUnitMove(unit: string): Promise<number> {
+    return this.run(() => this.redis.adaggCancel(this.unitsKey, '', unit));
+  }
+
   private async run(fn: () => Promise<number>): Promise<number> {
     try {
       return await fn();
@@ -200,6 +268,7 @@ export class PlacementStore {
       }
       if (msg.startsWith('NOT_OWNER')) throw new AdaggError(ErrorCode.Fenced, 'not the owner of the shard any more', { cause: err });
       if (msg.startsWith('UNASSIGNED')) throw new AdaggError(ErrorCode.BadParam, 'the shard has no owner yet', { cause: err });
+      if (msg.includes('NO_UNIT')) throw new AdaggError(ErrorCode.BadParam, 'the hot child unit does not exist (any more)', { cause: err });
       throw err;
     }
   }

@@ -25,7 +25,10 @@ export type PlacementAction =
 /** Where every shard should live: its pin if that node can take it, else rendezvous over eligible nodes. */
 export function desiredOwners(table: PlacementTable, nodes: readonly NodeView[], opts: PlannerOptions, now: number): Map<number, string> {
   const live = nodes.filter((n) => n.alive && !n.draining);
-  const settled = live.filter((n) => now - n.startedAt >= opts.joinGraceMs).map((n) => n.id);
+  // Grace keeps shards off nodes that just (re)joined; a node that already owns shards is part of
+  // the placement and stays eligible, or the first node out of grace would pull every shard to it.
+  const owners = new Set(table.entries.map((e) => e.owner));
+  const settled = live.filter((n) => now - n.startedAt >= opts.joinGraceMs || owners.has(n.id)).map((n) => n.id);
   const eligible = settled.length > 0 ? settled : live.map((n) => n.id);
   const liveIds = new Set(live.map((n) => n.id));
   const out = new Map<number, string>();

@@ -14,6 +14,20 @@ export interface PlacementEntry {
   since: number;
 }
 
+/**
+ * A hot ad's child actor as a placement unit: placed, epoch-fenced and handed off like a shard
+ * (kept in its own hash, `<p>:placement:units`, so shard tables and their versions are unchanged).
+ */
+export interface UnitEntry extends Omit<PlacementEntry, 'shard'> {
+  /** `h<adkey>-<gen>-<k>` */
+  unit: string;
+  /** The parent shard. */
+  parent: number;
+  ad: string;
+  gen: number;
+  k: number;
+}
+
 export interface PlacementTable {
   /** Incremented by every change: the compare-and-set token of operator commands. */
   version: number;
