@@ -46,7 +46,7 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
       max_age: nanos(s.rawRetentionMs),
       duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
       num_replicas: s.replicas,
-    });
+    }).catch((err: unknown) => createdMeanwhile(jsm, t.clicksStream, err));
   }
   await jsm.streams.info(t.deadLetterStream).catch(async () => {
     await jsm.streams.add({
@@ -57,7 +57,15 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
       max_age: nanos(s.rawRetentionMs),
       duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
       num_replicas: s.replicas,
-    });
+    }).catch((err: unknown) => createdMeanwhile(jsm, t.deadLetterStream, err));
   });
   return jsm;
+}
+
+/**
+ * Nodes starting at once race to create a stream; the losers' add fails (the server reports
+ * "subjects overlap with an existing stream"). That is fine when the stream exists now.
+ */
+async function createdMeanwhile(jsm: JetStreamManager, stream: string, err: unknown): Promise<void> {
+  if (!(await jsm.streams.info(stream).catch(() => null))) throw err;
 }
