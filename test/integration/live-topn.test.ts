@@ -115,10 +115,11 @@ describe('live top-N over WebSocket', () => {
     expect(provs.length).toBeLessThanOrEqual(Math.ceil((Date.now() - t) / 1000) + 2);
 
     // Change the subscription over the same socket.
-    c.ws.send(JSON.stringify({ type: 'subscribe', count: 1, window: 1, filter: { country: 'FR' } }));
-    const sub = await c.next((f) => f.type === 'subscribed' && f.window === 1);
+    // Window 2, not 1: the clicks (posted at t) stay inside it even if a minute ends meanwhile.
+    c.ws.send(JSON.stringify({ type: 'subscribe', count: 1, window: 2, filter: { country: 'FR' } }));
+    const sub = await c.next((f) => f.type === 'subscribed' && f.window === 2);
     expect(sub.filter).toEqual({ country: 'FR' });
-    const f3 = await c.next((f) => f.type === 'ranking' && f.final === false && f.window === 1 && f.filter?.country === 'FR');
+    const f3 = await c.next((f) => f.type === 'ranking' && f.final === false && f.window === 2 && f.filter?.country === 'FR');
     expect(f3.ads).toHaveLength(1);
     expect(f3.ads![0]!.ad_id).toBe('live-b');
     c.close();
