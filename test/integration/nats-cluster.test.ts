@@ -61,7 +61,17 @@ describe('nats cluster', () => {
       }
     }
     expect(seq, `publish after the kill failed: ${String(lastErr)}`).toBe(2);
-    const after = await (await jetstreamManager(nc)).streams.info(name);
+    // The JetStream API can time out while the meta leader is being re-elected: retry briefly.
+    let after: Awaited<ReturnType<Awaited<ReturnType<typeof jetstreamManager>>['streams']['info']>> | undefined;
+    for (let i = 0; i < 20 && !after; i++) {
+      after = await jetstreamManager(nc)
+        .then((jsm) => jsm.streams.info(name))
+        .catch(async () => {
+          await new Promise((r) => setTimeout(r, 500));
+          return undefined;
+        });
+    }
+    if (!after) throw new Error('stream info unavailable 10 s after the leader was killed');
     expect(after.state.messages).toBe(2);
     expect(after.cluster?.leader).not.toBe(leader);
 
