@@ -288,6 +288,17 @@ export class ShardActor {
     return this.corrections.get(m)!;
   }
 
+  /** Reads stored values of closed-minute fields into `corrections`, where late changes then apply. */
+  private async readIntoCorrections(reads: readonly CountRead[]): Promise<void> {
+    if (reads.length === 0) return;
+    const values = await this.ports.readClosed(reads);
+    reads.forEach((r, i) => {
+      let mc = this.corrections.get(r.minute);
+      if (!mc) this.corrections.set(r.minute, (mc = new MinuteCounts()));
+      mc.set(r.adId, values[i] ?? 0, r.dim ?? undefined, r.value ?? undefined);
+    });
+  }
+
   /** Loads the stored values of every closed-minute field these late clicks will correct. */
   private async loadCorrections(fresh: readonly Click[]): Promise<void> {
     const reads: CountRead[] = [];
@@ -308,13 +319,7 @@ export class ShardActor {
         if (v !== undefined) want(m, d, v, c.ad_id);
       }
     }
-    if (reads.length === 0) return;
-    const values = await this.ports.readClosed(reads);
-    reads.forEach((r, i) => {
-      let mc = this.corrections.get(r.minute);
-      if (!mc) this.corrections.set(r.minute, (mc = new MinuteCounts()));
-      mc.set(r.adId, values[i] ?? 0, r.dim ?? undefined, r.value ?? undefined);
-    });
+    await this.readIntoCorrections(reads);
   }
 
   /** What must be persisted now, or null when nothing changed since the last commit. */
@@ -412,13 +417,7 @@ export class ShardActor {
       if (this.corrections.get(d.minute)?.get(adId, d.dim ?? undefined, d.value ?? undefined) !== undefined) continue;
       reads.push({ minute: d.minute, dim: d.dim, value: d.value, adId });
     }
-    if (reads.length === 0) return;
-    const values = await this.ports.readClosed(reads);
-    reads.forEach((r, i) => {
-      let mc = this.corrections.get(r.minute);
-      if (!mc) this.corrections.set(r.minute, (mc = new MinuteCounts()));
-      mc.set(r.adId, values[i] ?? 0, r.dim ?? undefined, r.value ?? undefined);
-    });
+    await this.readIntoCorrections(reads);
   }
 
   /** Adds a report delta as late clicks are added: into the minute's window and the live rankings. */

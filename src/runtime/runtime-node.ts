@@ -22,7 +22,8 @@ import { QueryResponder } from './query-responder.ts';
 import { RedisKeys } from './redis-keys.ts';
 import { RedisShardStore } from './redis-shard-store.ts';
 import { ShardFeed } from './shard-feed.ts';
-import { ShardHost } from './shard-host.ts';
+import type { ShardActorConfig } from '../actors/shard-actor.ts';
+import { ShardHost, type ShardHostOptions } from './shard-host.ts';
 import type { UnitId } from './shard-store.ts';
 import { ensureStreams } from './streams.ts';
 import { Supervisor } from './supervisor.ts';
@@ -183,29 +184,37 @@ export class RuntimeNode {
   }
 
   /** Starts a shard actor; `epoch` is the one placement assigned (static mode: undefined). */
+  /** Host options of a shard or hot-child unit: the same windows, horizon and cadence for both. */
+  private hostOptions(
+    unit: UnitId,
+    extra: Pick<ShardActorConfig, 'topnDepth' | 'maxLiveWindow' | 'hot'>,
+    epoch: number | undefined,
+  ): ShardHostOptions {
+    const o = this.opts;
+    return {
+      actor: {
+        shard: unit,
+        dimensions: aggregatedDimensions(o),
+        allowedLatenessMs: o.allowedLatenessMs,
+        idleTimeoutMs: o.idleTimeoutMs,
+        retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
+        ...extra,
+      },
+      ...(epoch === undefined ? {} : { epoch }),
+      mailboxCapacity: o.mailboxCapacity,
+      tickIntervalMs: o.tickIntervalMs,
+      snapshotIntervalMs: o.snapshotIntervalMs,
+      snapshotEveryMessages: o.snapshotEveryMessages,
+    };
+  }
+
   startShard(shard: number, epoch?: number): void {
     if (this.shards.has(shard)) throw new Error(`shard ${shard} is already running on ${this.id}`);
     const o = this.opts;
     const nc = this.nc!;
     const host = new ShardHost(
       shard,
-      {
-        actor: {
-          shard,
-          dimensions: aggregatedDimensions(o),
-          allowedLatenessMs: o.allowedLatenessMs,
-          idleTimeoutMs: o.idleTimeoutMs,
-          retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
-          topnDepth: o.topnDepth,
-          maxLiveWindow: o.maxLiveWindow,
-          hot: { splits: this.managed },
-        },
-        ...(epoch === undefined ? {} : { epoch }),
-        mailboxCapacity: o.mailboxCapacity,
-        tickIntervalMs: o.tickIntervalMs,
-        snapshotIntervalMs: o.snapshotIntervalMs,
-        snapshotEveryMessages: o.snapshotEveryMessages,
-      },
+      this.hostOptions(shard, { topnDepth: o.topnDepth, maxLiveWindow: o.maxLiveWindow, hot: { splits: this.managed } }, epoch),
       {
         actors: this.deps.actors.shardActors,
         store: this.store!,
@@ -246,28 +255,11 @@ export class RuntimeNode {
    */
   startUnit(u: UnitEntry, epoch: number): void {
     if (this.units.has(u.unit)) throw new Error(`hot child ${u.unit} is already running on ${this.id}`);
-    const o = this.opts;
     const nc = this.nc!;
     const hooks = new HotChildHooks(u, this.hot!);
     const host = new ShardHost(
       u.unit,
-      {
-        actor: {
-          shard: u.unit,
-          dimensions: aggregatedDimensions(o),
-          allowedLatenessMs: o.allowedLatenessMs,
-          idleTimeoutMs: o.idleTimeoutMs,
-          retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
-          topnDepth: 1,
-          maxLiveWindow: 1,
-          hot: { child: { parent: u.parent, ad: u.ad, gen: u.gen, k: u.k } },
-        },
-        epoch,
-        mailboxCapacity: o.mailboxCapacity,
-        tickIntervalMs: o.tickIntervalMs,
-        snapshotIntervalMs: o.snapshotIntervalMs,
-        snapshotEveryMessages: o.snapshotEveryMessages,
-      },
+      this.hostOptions(u.unit, { topnDepth: 1, maxLiveWindow: 1, hot: { child: { parent: u.parent, ad: u.ad, gen: u.gen, k: u.k } } }, epoch),
       {
         actors: this.deps.actors.shardActors,
         store: this.store!,
