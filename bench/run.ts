@@ -11,7 +11,7 @@ import { Progress } from './lib/progress.ts';
 import { markdownTable, profileSection, throughputSvg, writeResults } from './lib/report.ts';
 import { httpRows, latencyRows, medianRun, memoryRows, naiveRows, pipelineRows, recoveryRows, transportRows } from './lib/rows.ts';
 import { deleteStream, startBenchServers, versions } from './lib/servers.ts';
-import { startService, type Service } from './lib/service.ts';
+import { setServiceRoot, startService, type Service } from './lib/service.ts';
 import { DriveError, type Sample } from './lib/drive.ts';
 import { int, rate } from './lib/stats.ts';
 import { runHttp, type HttpResult } from './scenarios/http.ts';
@@ -20,11 +20,18 @@ import { dedupMemory, type DedupMemory } from './scenarios/memory.ts';
 import { runNaive, type NaiveResult } from './scenarios/naive.ts';
 import { pipelineRun, type PipelineRun } from './scenarios/pipeline.ts';
 import { runRecovery, type RecoveryResult } from './scenarios/recovery.ts';
+import { runRestart, type RestartResult } from './scenarios/restart.ts';
+import { writeRestartReport } from './lib/restart-report.ts';
+import { runSoak, type SoakResult } from './scenarios/soak.ts';
 import { runTransport, type TransportResult } from './scenarios/transport.ts';
 import { topology } from '../src/runtime/topology.ts';
 
 const argv = process.argv.slice(2);
 const cfg = parseConfig(argv);
+if (cfg.serviceRoot) setServiceRoot(cfg.serviceRoot);
+// soak and restart write their own files (soak-*.json/svg, soak.md; restart.json/md); alone, they
+// leave latest.* untouched.
+const soakOnly = [...cfg.only].every((s) => s === 'soak' || s === 'restart');
 const command =
   process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
@@ -75,6 +82,8 @@ let latency: LatencyResult | undefined;
 let http: HttpResult | undefined;
 let recovery: RecoveryResult | undefined;
 let dedup: DedupMemory | undefined;
+let soak: SoakResult | undefined;
+let restart: RestartResult | undefined;
 
 try {
   if (cfg.only.has('pipeline') || cfg.only.has('memory')) {
@@ -119,6 +128,8 @@ try {
   if (cfg.only.has('http')) await withService('http', 'h', async (svc, prefix) => void (http = await runHttp(ctx, svc, prefix)));
   if (cfg.only.has('recovery')) recovery = await attempt('recovery', () => runRecovery(ctx));
   if (cfg.only.has('memory')) dedup = await attempt('memory', async () => dedupMemory());
+  if (cfg.only.has('soak')) soak = await attempt('soak', () => runSoak(ctx, { command, versions: v }));
+  if (cfg.only.has('restart')) restart = await attempt('restart', () => runRestart(ctx, cfg.restartIds));
 } finally {
   progress.stop();
   await servers.stop();
@@ -162,12 +173,18 @@ const svg = m
     : null;
 if (failedRun) data.pipelineFailedRun = failedRun;
 Object.assign(data, { pipeline: runs.map((r) => ({ ...r, samples: r === m ? r.samples : undefined })), transport, naive, latency, http, recovery, dedup });
-const files = await writeResults(
+const restartFiles = restart ? await writeRestartReport(cfg.outDir, restart, { command, versions: v, serviceEnv: cfg.serviceEnv }) : [];
+if (soakOnly) {
+  console.log(`\n${markdownTable(rows)}\n`);
+  console.error(`wrote ${[...(soak?.files ?? []), ...restartFiles].map((f) => path.relative(process.cwd(), f)).join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  process.exit(failures.length ? 1 : 0);
+}
+const written = await writeResults(
   cfg.outDir,
   {
     command,
     date: new Date().toISOString(),
-    mode: cfg.quick ? 'quick' : cfg.only.size === 7 ? 'full' : `partial (${[...cfg.only].join(',')})`,
+    mode: cfg.quick ? 'quick' : cfg.only.size === SCENARIOS.length && SCENARIOS.every((s) => cfg.only.has(s)) ? 'full' : `partial (${[...cfg.only].join(',')})`,
     versions: { ...v },
     config: {
       shards: cfg.shards,
@@ -182,6 +199,7 @@ const files = await writeResults(
       httpEvents: cfg.httpEvents,
       recoveryEvents: cfg.recoveryEvents,
       spanMinutes: cfg.spanMinutes,
+      ...(cfg.serviceRoot ? { serviceRoot: cfg.serviceRoot } : {}),
       serviceEnv: `ADAGG_SHARDS=${cfg.shards},ADAGG_IDLE_TIMEOUT_MS=1000,ADAGG_LOG_LEVEL=warn${Object.entries(cfg.serviceEnv).map(([k, v]) => `,${k}=${v}`).join('')}`,
     },
     durationMs: Date.now() - started,
@@ -192,6 +210,7 @@ const files = await writeResults(
   extra,
   svg,
 );
+const files = [...(soak?.files ?? []), ...restartFiles, ...written];
 console.log(`\n${markdownTable(rows)}\n`);
 console.error(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failures.length ? 1 : 0);

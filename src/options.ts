@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { OptionError } from './errors.ts';
 
 /** Public options of an adagg process. Every field has a default; environment variables map onto them. */
@@ -37,6 +38,12 @@ export interface AdaggOptions {
   joinGraceMs?: number;
   /** Nodes that must be alive before shards are first assigned. @default 1 Env ADAGG_MIN_NODES. */
   minNodes?: number;
+  /**
+   * Worker threads a runtime node hosts its actors in (each shard or hot child runs in one); 0 hosts
+   * them on the main thread. The node stays one member of the cluster either way.
+   * @default os.availableParallelism() Env ADAGG_WORKERS.
+   */
+  workers?: number;
   /** A handoff not completed by the old owner in this time is forced (fencing keeps it safe). @default 10000 Env ADAGG_HANDOFF_TIMEOUT_MS. */
   handoffTimeoutMs?: number;
   /** Watermark = max event time − this. @default 10000 Env ADAGG_ALLOWED_LATENESS_MS. */
@@ -114,6 +121,7 @@ export const DEFAULTS: CompiledOptions = {
   maxMovesPerRound: 4,
   joinGraceMs: 10_000,
   minNodes: 1,
+  workers: os.availableParallelism(),
   handoffTimeoutMs: 10_000,
   wsMaxBufferedBytes: 256 * 1024,
   wsSlowClientTimeoutMs: 10_000,
@@ -162,6 +170,7 @@ const ENV: Record<string, keyof AdaggOptions> = {
   ADAGG_MAX_MOVES_PER_ROUND: 'maxMovesPerRound',
   ADAGG_JOIN_GRACE_MS: 'joinGraceMs',
   ADAGG_MIN_NODES: 'minNodes',
+  ADAGG_WORKERS: 'workers',
   ADAGG_HANDOFF_TIMEOUT_MS: 'handoffTimeoutMs',
   ADAGG_WS_MAX_BUFFERED_BYTES: 'wsMaxBufferedBytes',
   ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS: 'wsSlowClientTimeoutMs',
@@ -233,6 +242,7 @@ export function compileOptions(input: AdaggOptions | Record<string, unknown> = {
     'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs', 'topnDepth', 'maxLiveWindow', 'wsMaxBufferedBytes', 'wsSlowClientTimeoutMs',
     'heartbeatIntervalMs', 'nodeTimeoutMs', 'maxMovesPerRound', 'minNodes', 'handoffTimeoutMs']);
   if (o.joinGraceMs < 0) throw new OptionError('joinGraceMs', 'must be >= 0');
+  if (o.workers < 0 || o.workers > 256) throw new OptionError('workers', 'must be in 0..256');
   if (o.nodeTimeoutMs <= o.heartbeatIntervalMs) throw new OptionError('nodeTimeoutMs', 'must be longer than heartbeatIntervalMs');
   for (const c of o.cubes) {
     const parts = c.split('+');

@@ -6,8 +6,22 @@ import type { Progress } from './progress.ts';
 import type { BenchServers } from './servers.ts';
 import type { WorkloadSpec } from './workload.ts';
 
+/** The default (full) run. */
 export const SCENARIOS = ['pipeline', 'transport', 'naive', 'latency', 'http', 'recovery', 'memory'] as const;
-export type ScenarioName = (typeof SCENARIOS)[number];
+/** Long scenarios that run only when named (`npm run bench -- soak` or `--only soak`). */
+export const EXTRA_SCENARIOS = ['soak', 'restart'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number] | (typeof EXTRA_SCENARIOS)[number];
+const KNOWN: readonly string[] = [...SCENARIOS, ...EXTRA_SCENARIOS];
+
+export interface SoakConfig {
+  /** Offered clicks/s over HTTP. */
+  rate: number;
+  minutes: number;
+  /** Names the run in bench/results/soak-<label>-<rate>.* ('before' / 'after'). */
+  label: string;
+  /** ADAGG_SHARDS of the soak service (--shards, default 16: the product default). */
+  shards: number;
+}
 
 export interface BenchConfig {
   quick: boolean;
@@ -39,11 +53,21 @@ export interface BenchConfig {
   /** Where latest.md/json and throughput.svg go. */
   outDir: string;
   seed: number;
+  /** Checkout whose `src/cli/main.ts start` is spawned as the service (--service-root); default this one. */
+  serviceRoot: string | undefined;
+  soak: SoakConfig;
+  /** restart: events consumed before the SIGKILL (≈ tracked ids) (--ids). */
+  restartIds: number;
+  /** restart: ADAGG_SHARDS of its service (--shards, default 16). */
+  restartShards: number;
+  /** restart: event time of its workload spans this many minutes before the current one. */
+  restartSpanMinutes: number;
 }
 
 export function parseConfig(argv: string[]): BenchConfig {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: argv,
+    allowPositionals: true,
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
@@ -56,11 +80,20 @@ export function parseConfig(argv: string[]): BenchConfig {
       'final-wait': { type: 'string' },
       'service-env': { type: 'string' },
       out: { type: 'string' },
+      shards: { type: 'string' },
+      'service-root': { type: 'string' },
+      rate: { type: 'string' },
+      minutes: { type: 'string' },
+      label: { type: 'string' },
+      ids: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    console.log(`npm run bench -- [--quick] [--only ${SCENARIOS.join(',')}] [--cpu-prof]
+    console.log(`npm run bench -- [scenario ...] [--quick] [--only ${KNOWN.join(',')}] [--cpu-prof]
+  scenario ...   run only these (same as --only); without one: ${SCENARIOS.join(', ')}
+                 (soak and restart only run when named: npm run bench -- soak --rate 10000 --minutes 15,
+                 npm run bench -- restart --ids 40000000)
   --quick        small sizes (< 2 min), for a smoke test
   --only a,b     run only these scenarios
   --cpu-prof     V8 CPU profile of the service during the first pipeline run (top self time in the report)
@@ -72,13 +105,22 @@ export function parseConfig(argv: string[]): BenchConfig {
                  before the current one (default 4)
   --final-wait S longest wait, in seconds, for latency probes to become final (default 90; quick 25)
   --service-env K=V,K=V  extra environment for the adagg service (e.g. ADAGG_SNAPSHOT_EVERY_MESSAGES=50)
-  --out DIR      results directory (default bench/results)`);
+  --out DIR      results directory (default bench/results)
+  --shards N     ADAGG_SHARDS of the services the bench starts (default 8; soak: 16, the product default)
+  --service-root DIR  spawn the service from this checkout (DIR/src/cli/main.ts start), e.g. a git
+                 worktree of an older commit; the bench code itself still runs from here
+  --rate R       soak: offered clicks/s over POST /v1/clicks (default 10000)
+  --minutes M    soak: duration of the load (default 15)
+  --label L      soak: run label in bench/results/soak-<label>-<rate>.* (default after)
+  --ids N        restart: events consumed before the SIGKILL, ≈ click ids tracked (default 40,000,000;
+                 quick 2,000,000)`);
     process.exit(0);
   }
   const quick = values.quick === true;
   const only = new Set<ScenarioName>();
-  for (const s of (values.only ?? SCENARIOS.join(',')).split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario '${s}' (known: ${SCENARIOS.join(', ')})`);
+  const named = [...(values.only ?? '').split(','), ...positionals].map((x) => x.trim()).filter(Boolean);
+  for (const s of named.length ? named : SCENARIOS) {
+    if (!KNOWN.includes(s)) throw new Error(`unknown scenario '${s}' (known: ${KNOWN.join(', ')})`);
     only.add(s as ScenarioName);
   }
   const n = (v: string | undefined, d: number): number => {
@@ -88,11 +130,13 @@ export function parseConfig(argv: string[]): BenchConfig {
     return x;
   };
   const events = n(values.events, quick ? 200_000 : 2_000_000);
+  const label = values.label ?? 'after';
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(label)) throw new Error(`--label: letters, digits, _ and - only, got '${label}'`);
   return {
     quick,
     only,
     cpuProf: values['cpu-prof'] === true,
-    shards: 8,
+    shards: n(values.shards, 8),
     maxBatch: n(values.batch, 500),
     window: n(values.window, 32),
     ads: 2_000_000,
@@ -112,6 +156,11 @@ export function parseConfig(argv: string[]): BenchConfig {
     serviceEnv: parseEnv(values['service-env']),
     outDir: path.resolve(values.out ?? path.join(import.meta.dirname, '../results')),
     seed: 20_240_709,
+    serviceRoot: values['service-root'] === undefined ? undefined : path.resolve(values['service-root']),
+    soak: { rate: n(values.rate, 10_000), minutes: n(values.minutes, 15), label, shards: n(values.shards, 16) },
+    restartIds: n(values.ids, quick ? 2_000_000 : 40_000_000),
+    restartShards: n(values.shards, 16),
+    restartSpanMinutes: 30,
   };
 }
 

@@ -4,12 +4,29 @@
  * pid for RSS readings, and stops it with SIGTERM (graceful drain) or SIGKILL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
 import { sleep } from './stats.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+let defaultRoot = ROOT;
+
+/**
+ * Spawns every later service from another checkout (`--service-root DIR`, e.g. a git worktree
+ * of an older commit); the bench code itself keeps running from this one.
+ */
+export function setServiceRoot(dir: string | undefined): void {
+  const root = dir ?? ROOT;
+  if (!existsSync(path.join(root, 'src/cli/main.ts'))) throw new Error(`--service-root: no src/cli/main.ts in ${root}`);
+  if (!existsSync(path.join(root, 'node_modules/tsx'))) throw new Error(`--service-root: ${root} has no node_modules (ln -s ${ROOT}/node_modules ${root}/node_modules)`);
+  defaultRoot = root;
+}
+
+/** The checkout services are spawned from. */
+export function serviceRoot(): string {
+  return defaultRoot;
+}
 
 export interface ServiceOptions {
   natsUrl: string;
@@ -25,6 +42,8 @@ export interface ServiceOptions {
   /** Append the service's stdout/stderr to this file. */
   logFile?: string;
   readyTimeoutMs?: number;
+  /** Checkout to run `src/cli/main.ts start` from. @default the --service-root, else this checkout */
+  root?: string;
 }
 
 export interface LogLine {
@@ -69,7 +88,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   const spawnedAt = Date.now();
   const child = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/cli/main.ts', 'start'], {
-    cwd: ROOT,
+    cwd: o.root ?? defaultRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -104,3 +104,78 @@ export function renderChart(c: ChartSpec): string {
   o.push('</svg>');
   return o.join('\n');
 }
+
+/** One small chart of a small-multiples figure; every panel shares the x axis, y starts at 0. */
+export interface Panel {
+  title: string;
+  series: Array<Omit<Series, 'axis'>>;
+  /** Horizontal reference lines (targets). */
+  refs?: Array<{ y: number; label: string; color: string }>;
+  /** Tick label of a y value; default k/M suffixes. */
+  yFormat?: (v: number) => string;
+}
+
+export interface PanelsSpec {
+  title: string;
+  subtitle?: string;
+  xLabel: string;
+  panels: Panel[];
+  columns?: number;
+  panelWidth?: number;
+  panelHeight?: number;
+}
+
+/** Small multiples: a grid of line charts over one x range, each with its own y axis from 0. */
+export function renderPanels(c: PanelsSpec): string {
+  const cols = c.columns ?? 2;
+  const PW = c.panelWidth ?? 470;
+  const PH = c.panelHeight ?? 210;
+  const top = c.subtitle ? 62 : 40;
+  const rows = Math.ceil(c.panels.length / cols);
+  const W = cols * PW;
+  const H = top + rows * PH + 30;
+  const m = { l: 62, r: 14, t: 44, b: 30 };
+  const pw = PW - m.l - m.r;
+  const ph = PH - m.t - m.b;
+  const xMax = Math.max(1e-9, ...c.panels.flatMap((p) => p.series.flatMap((s) => s.points.map((q) => q[0]))));
+  const xt = ticks(xMax, 8);
+  const o: string[] = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  o.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(c.title)}</text>`);
+  if (c.subtitle) o.push(`<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(c.subtitle)}</text>`);
+  c.panels.forEach((p, i) => {
+    const ox = (i % cols) * PW + m.l;
+    const oy = top + Math.floor(i / cols) * PH + m.t;
+    const f = p.yFormat ?? fmt;
+    const yMax = Math.max(0, ...p.series.flatMap((s) => s.points.map((q) => q[1])), ...(p.refs ?? []).map((r) => r.y));
+    const yt = ticks(yMax, 4);
+    const X = (x: number): number => ox + (x / xt[xt.length - 1]!) * pw;
+    const Y = (y: number): number => oy + ph - (y / yt[yt.length - 1]!) * ph;
+    o.push(`<text x="${ox}" y="${oy - 24}" font-size="12" font-weight="bold">${esc(p.title)}</text>`);
+    for (const v of yt) {
+      o.push(`<line x1="${ox}" y1="${Y(v)}" x2="${ox + pw}" y2="${Y(v)}" stroke="#eee"/>`);
+      o.push(`<text x="${ox - 5}" y="${Y(v) + 4}" text-anchor="end">${esc(f(v))}</text>`);
+    }
+    for (const v of xt) o.push(`<text x="${X(v)}" y="${oy + ph + 14}" text-anchor="middle">${fmt(v)}</text>`);
+    o.push(`<rect x="${ox}" y="${oy}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+    for (const r of p.refs ?? []) {
+      o.push(`<line x1="${ox}" y1="${Y(r.y)}" x2="${ox + pw}" y2="${Y(r.y)}" stroke="${r.color}" stroke-dasharray="6 3"/>`);
+      o.push(`<text x="${ox + pw - 4}" y="${Y(r.y) - 4}" text-anchor="end" fill="${r.color}">${esc(r.label)}</text>`);
+    }
+    let lx = ox;
+    for (const s of p.series.length > 1 ? p.series : []) {
+      o.push(`<line x1="${lx}" y1="${oy - 10}" x2="${lx + 18}" y2="${oy - 10}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+      o.push(`<text x="${lx + 22}" y="${oy - 6}">${esc(s.name)}</text>`);
+      lx += 34 + s.name.length * 6;
+    }
+    for (const s of p.series) {
+      if (s.points.length === 0) continue;
+      const d = s.points.map((q, j) => `${j ? 'L' : 'M'}${X(q[0]).toFixed(1)},${Y(q[1]).toFixed(1)}`).join(' ');
+      o.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+    }
+  });
+  o.push(`<text x="${W / 2}" y="${H - 10}" text-anchor="middle">${esc(c.xLabel)}</text>`);
+  o.push('</svg>');
+  return o.join('\n');
+}

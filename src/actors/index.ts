@@ -8,7 +8,7 @@ import { TopNReducer } from './topn-reducer.ts';
 
 export const shardActors: ShardActorFactory = {
   create: (config, ports) => new ShardActor(config, ports),
-  fromSnapshot: (bytes, config, ports) => ShardActor.fromSnapshot(bytes, config, ports),
+  restore: (head, reader, config, ports) => ShardActor.restore(head, reader, config, ports),
 };
 
 export const createTopNReducer = (shards: number, depth: number): TopNReducer => new TopNReducer(shards, depth);

@@ -1,16 +1,17 @@
-import { decode, encode } from '@msgpack/msgpack';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { Click } from '../model/click.ts';
 import { dimensionValue } from '../model/click.ts';
 import { MINUTE_MS, minuteOf } from '../model/time.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { HotControl } from '../model/hot-messages.ts';
-import type { CountRead, CountWrite, ShardCommit, UnitId } from '../runtime/shard-store.ts';
+import type { CountRead, CountWrite, ShardCommit, StateOp, StateReader, UnitId } from '../model/shard-state.ts';
 import { ClickDedup, fnv1a32, murmur3_32 } from './shard/click-dedup.ts';
 import { applyHotControl, type HotActorAccess } from './shard/hot-handlers.ts';
 import { HotState, type ControlResult, type HotChildSpec, type HotForward, type HotSplitStatus, type ReportDelta } from './shard/hot-split.ts';
+import { decodeLegacy, isLegacyVersion } from './shard/legacy-snapshot.ts';
 import { flatten, MinuteCounts } from './shard/minute-counts.ts';
 import { ShardRankings, type RankingState, type RankingUpdate, type RankSpec } from './shard/rankings.ts';
+import { decodeStored, dedupPart, encodeHead, headVersion, parseHead } from './shard/state-head.ts';
 
 /**
  * The shard actor's state machine: event-time one-minute tumbling windows per ad_id and per
@@ -112,9 +113,6 @@ export interface ShardStatus {
 }
 
 const NO_TIME = -1;
-const SNAPSHOT_VERSION = 1;
-/** Snapshot layout with the hot-split state appended; written only when that state is not empty. */
-const SNAPSHOT_VERSION_HOT = 2;
 
 export class ShardActor {
   lastSeq = 0;
@@ -125,10 +123,12 @@ export class ShardActor {
   private open = new Map<number, MinuteCounts>();
   private pendingClosed = new Map<number, MinuteCounts>();
   private corrections = new Map<number, MinuteCounts>();
-  private dedup = new ClickDedup();
+  private dedup: ClickDedup;
   readonly rankings: ShardRankings;
   private lastBatchWallMs: number;
   private expiredBeforeMinute = NO_TIME;
+  /** Changes to parts handed out by the dedupe table and hot state, not yet committed. */
+  private unsentOps: StateOp[] = [];
   /** Hot-ad splitting state (hot-split.ts). */
   hot = new HotState();
 
@@ -138,6 +138,7 @@ export class ShardActor {
   ) {
     this.lastBatchWallMs = ports.clock.now();
     this.rankings = new ShardRankings(config.topnDepth ?? 100, config.maxLiveWindow ?? 60);
+    this.dedup = new ClickDedup({ bucketMinutes: dedupBucketMinutes(config) });
   }
 
   /** Applies one stream message. Messages at or below the last applied sequence are skipped. */
@@ -279,7 +280,7 @@ export class ShardActor {
   private windowFor(m: number): MinuteCounts {
     if (m > this.closedThrough) {
       let w = this.open.get(m);
-      if (!w) this.open.set(m, (w = new MinuteCounts()));
+      if (!w) this.open.set(m, (w = new MinuteCounts(true)));
       return w;
     }
     const pending = this.pendingClosed.get(m);
@@ -322,27 +323,46 @@ export class ShardActor {
     await this.readIntoCorrections(reads);
   }
 
-  /** What must be persisted now, or null when nothing changed since the last commit. */
+  /**
+   * What must be persisted now, or null when nothing changed since the last commit: the count
+   * fields changed since then (open minutes in place, closing and corrected minutes), the dedupe
+   * ids recorded since then (appended to their block), expired blocks, hot-split changes and the
+   * head. Its size follows the clicks applied since the previous commit, never the state's size.
+   * Nothing is forgotten until `committed()`: preparing again without committing (a failed write,
+   * a look in a test) yields the same changes plus any newer ones.
+   */
   prepareCommit(committedSeq: number, force = false): ShardCommit | null {
     const writes: CountWrite[] = [];
-    for (const [m, mc] of this.pendingClosed) writes.push(...toWrites(m, mc));
-    for (const [m, mc] of this.corrections) writes.push(...toWrites(m, mc));
-    if (!force && writes.length === 0 && this.lastSeq === committedSeq) return null;
+    for (const [m, mc] of this.open) mc.dirtyWrites(m, writes);
+    for (const [m, mc] of this.pendingClosed) mc.dirtyWrites(m, writes);
+    for (const [m, mc] of this.corrections) mc.writes(m, writes);
+    const d = this.dedup.takeChanges();
+    for (const a of d.appends) this.unsentOps.push({ kind: 'append', part: dedupPart(a.block), bytes: a.bytes });
+    for (const b of d.dropped) this.unsentOps.push({ kind: 'del', part: dedupPart(b) });
+    for (const op of this.hot.takeChanges()) this.unsentOps.push(op);
+    const closing = this.pendingClosed.size > 0 || this.corrections.size > 0;
+    if (!force && !closing && writes.length === 0 && this.unsentOps.length === 0 && this.lastSeq === committedSeq) return null;
     return {
       seq: this.lastSeq,
       watermark: this.watermark,
       closedThrough: this.closedThrough,
-      snapshot: this.toSnapshot(),
+      head: this.head(),
       writes,
+      ops: [...this.unsentOps],
     };
   }
 
-  /** After a successful commit, closed and corrected minutes live in the store only. */
-  committed(c: ShardCommit): void {
-    for (const w of c.writes) {
-      this.pendingClosed.delete(w.minute);
-      this.corrections.delete(w.minute);
-    }
+  /**
+   * After a successful commit (of the last `prepareCommit`, with nothing applied in between, as the
+   * shard host guarantees): closed and corrected minutes live in the store only; nothing is pending.
+   */
+  committed(_c: ShardCommit): void {
+    for (const mc of this.open.values()) mc.clearDirty();
+    // Closed minutes live on in the live rankings: drop their change tracking with them.
+    for (const mc of this.pendingClosed.values()) mc.clearDirty();
+    this.pendingClosed.clear();
+    this.corrections.clear();
+    this.unsentOps = [];
   }
 
   /** Applies a hot-split control message (split, unsplit, a child's report, an end marker) at `seq`. */
@@ -368,7 +388,7 @@ export class ShardActor {
   /** Hot child: the absolute counts of its open minutes, as count writes (for its reports). */
   openWrites(): CountWrite[] {
     const out: CountWrite[] = [];
-    for (const [m, mc] of this.open) out.push(...toWrites(m, mc));
+    for (const [m, mc] of this.open) mc.writes(m, out);
     return out;
   }
 
@@ -486,8 +506,31 @@ export class ShardActor {
     return [this.closedThrough + 1 - this.rankings.maxWindow, this.closedThrough + 1];
   }
 
-  restoreRetained(stored: readonly CountWrite[]): void {
-    for (const [m, mc] of MinuteCounts.fromWrites(stored)) if (m <= this.closedThrough) this.rankings.retain(m, mc);
+  /**
+   * After a restart the live rankings need the closed minutes of `retainedRange()`; they are read
+   * back while the actor consumes, a few at a time: `rankingWarmUpNext` names the next ones (and
+   * must be called with nothing uncommitted, right after a commit), `rankingsLoaded` hands them in.
+   */
+  beginRankingWarmUp(): void {
+    const [from, to] = this.retainedRange();
+    const minutes: number[] = [];
+    for (let m = Math.max(from, 0); m < to; m++) minutes.push(m);
+    this.rankings.beginWarmUp(minutes);
+  }
+
+  /** Whether closed minutes are still to be read back for the live rankings. */
+  get rankingsWarming(): boolean {
+    return this.rankings.warmUpPending.length > 0;
+  }
+
+  rankingWarmUpNext(max: number): number[] {
+    const next = this.rankings.warmUpPending.slice(0, max);
+    this.rankings.warmUpIssued(next);
+    return next;
+  }
+
+  rankingsLoaded(stored: readonly CountWrite[], minutes: readonly number[]): void {
+    this.rankings.completeWarmUp(MinuteCounts.fromWrites(stored), minutes, this.closedThrough);
   }
 
   status(): ShardStatus {
@@ -505,68 +548,70 @@ export class ShardActor {
     };
   }
 
-  /**
-   * Snapshot of the state a restart needs besides the store's final counts: sequence, event-time
-   * progress, open windows and the dedupe ids. Closed minutes are not in it: they are committed
-   * with it, in the same atomic step.
-   */
-  toSnapshot(): Uint8Array {
-    const open: unknown[] = [];
-    for (const [m, mc] of this.open) open.push([m, ...mc.encode()]);
-    const hot = this.hot.isEmpty() ? [] : [this.hot.encode()];
-    return encode([
-      hot.length ? SNAPSHOT_VERSION_HOT : SNAPSHOT_VERSION,
-      this.config.shard,
-      this.lastSeq,
-      this.maxEventTs,
-      this.watermark,
-      this.closedThrough,
-      open,
-      this.dedup.toBytes(),
-      ...hot,
-    ]);
+  /** The head of the persisted state (state-head.ts): scalars and the names of its parts. */
+  head(): Uint8Array {
+    return encodeHead({
+      shard: this.config.shard,
+      lastSeq: this.lastSeq,
+      maxEventTs: this.maxEventTs,
+      watermark: this.watermark,
+      closedThrough: this.closedThrough,
+      expiredBeforeMinute: this.expiredBeforeMinute,
+      bucketMinutes: this.dedup.bucketMinutes,
+      open: [...this.open.keys()].sort((a, b) => a - b),
+      blocks: this.dedup.blocks(),
+      hot: this.hot.isEmpty() ? null : this.hot.encodeHead(),
+    });
   }
 
-  static fromSnapshot(bytes: Uint8Array, config: ShardActorConfig, ports: ShardActorPorts): ShardActor {
-    let doc: unknown;
-    try {
-      doc = decode(bytes);
-    } catch (err) {
-      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot is not MessagePack`, { cause: err });
-    }
-    const layoutOk = Array.isArray(doc) && ((doc[0] === SNAPSHOT_VERSION && doc.length === 8) || (doc[0] === SNAPSHOT_VERSION_HOT && doc.length === 9));
-    if (!Array.isArray(doc) || !layoutOk) {
-      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: unknown snapshot layout`);
-    }
-    if (doc[1] !== config.shard) {
-      throw new AdaggError(ErrorCode.SnapshotCorrupt, `snapshot of shard ${String(doc[1])} loaded into shard ${config.shard}`);
-    }
-    const [, , lastSeq, maxEventTs, watermark, closedThrough, open, dedup] = doc as unknown[];
-    const nums = [lastSeq, maxEventTs, watermark, closedThrough];
-    if (!nums.every((n) => typeof n === 'number' && Number.isFinite(n)) || !Array.isArray(open) || !(dedup instanceof Uint8Array)) {
-      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot fields have the wrong types`);
-    }
+  /**
+   * Restores an actor from its committed state: the head names the open minutes (read from the
+   * count hashes), the dedupe blocks and the hot-split parts, all read in parallel. The same code
+   * runs for every restart. A legacy whole-state snapshot (format 1 or 2) is migrated: its state is
+   * marked changed, so the first commit writes it out as increments and replaces it with a head.
+   */
+  static async restore(stored: Uint8Array, reader: StateReader, config: ShardActorConfig, ports: ShardActorPorts): Promise<ShardActor> {
+    const doc = decodeStored(stored, config.shard);
     const a = new ShardActor(config, ports);
-    a.lastSeq = lastSeq as number;
-    a.maxEventTs = maxEventTs as number;
-    a.watermark = watermark as number;
-    a.closedThrough = closedThrough as number;
-    try {
-      for (const [m, totals, dims] of open as Array<[number, unknown, unknown]>) a.open.set(m, MinuteCounts.decode([totals, dims]));
-    } catch (err) {
-      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: snapshot windows are malformed`, { cause: err });
+    if (isLegacyVersion(headVersion(doc))) {
+      const old = decodeLegacy(doc, config.shard);
+      a.setProgress(old.lastSeq, old.maxEventTs, old.watermark, old.closedThrough);
+      a.open = old.open;
+      if (old.hot) a.hot = old.hot;
+      // fromBytes marks every id pending, so the first commit appends each to its block.
+      a.dedup = ClickDedup.fromBytes(old.dedup, { bucketMinutes: a.dedup.bucketMinutes });
+      return a;
     }
-    a.dedup = ClickDedup.fromBytes(dedup);
-    if (doc.length === 9) a.hot = HotState.decode(doc[8]);
+    const h = parseHead(doc, config.shard);
+    a.setProgress(h.lastSeq, h.maxEventTs, h.watermark, h.closedThrough);
+    a.expiredBeforeMinute = h.expiredBeforeMinute;
+    const [minutes, blocks, hot] = await Promise.all([
+      reader.minutes(h.open),
+      reader.logs(h.blocks.map(dedupPart)),
+      h.hot === null ? Promise.resolve(undefined) : HotState.restore(h.hot, reader),
+    ]);
+    const missing = h.blocks.filter((_, i) => blocks[i] === null);
+    if (missing.length > 0) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: dedupe blocks ${missing.join(', ')} named by the head are missing`);
+    }
+    for (const [m, mc] of MinuteCounts.fromWrites(minutes, true)) a.open.set(m, mc);
+    a.dedup = ClickDedup.fromBlocks(
+      h.blocks.map((block, i) => ({ block, bytes: blocks[i]! })),
+      { bucketMinutes: h.bucketMinutes, ...(h.expiredBeforeMinute === NO_TIME ? {} : { minMinute: h.expiredBeforeMinute }) },
+    );
+    if (hot) a.hot = hot;
     return a;
+  }
+
+  private setProgress(lastSeq: number, maxEventTs: number, watermark: number, closedThrough: number): void {
+    this.lastSeq = lastSeq;
+    this.maxEventTs = maxEventTs;
+    this.watermark = watermark;
+    this.closedThrough = closedThrough;
   }
 }
 
-function toWrites(minute: number, mc: MinuteCounts): CountWrite[] {
-  const out: CountWrite[] = [];
-  if (mc.totals.size > 0) out.push({ minute, dim: null, value: null, counts: flatten(mc.totals) });
-  for (const [dim, byValue] of mc.dims) {
-    for (const [value, byAd] of byValue) out.push({ minute, dim, value, counts: flatten(byAd) });
-  }
-  return out;
+/** Minutes per dedupe block, from the span of event time the table must cover. */
+function dedupBucketMinutes(config: ShardActorConfig): number {
+  return ClickDedup.bucketMinutesFor(Math.ceil((config.retentionMs + config.allowedLatenessMs) / MINUTE_MS) + 2);
 }

@@ -8,6 +8,9 @@ import { RuntimeNode } from '../runtime/runtime-node.ts';
 
 type Connected = CompiledOptions & { natsUrl: string; redisUrl: string };
 
+/** The module each actor worker thread runs (ADAGG_WORKERS > 0): it brings the actor registry. */
+export const actorWorkerEntry = new URL('./actor-worker.ts', import.meta.url);
+
 /** Options from the environment; `adagg node` and `adagg gateway` need NATS_URL and REDIS_URL. */
 export function connectedOptions(): Connected {
   const o = compileOptions(optionsFromEnv());
@@ -41,9 +44,9 @@ export async function runNode(id: string | undefined): Promise<void> {
   const o = connectedOptions();
   const nodeId = id ?? process.env.ADAGG_NODE_ID ?? `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-');
   const log = createLogger('adagg-node');
-  const node = new RuntimeNode(nodeId, o, { actors: actorRegistry, log });
+  const node = new RuntimeNode(nodeId, o, { actors: actorRegistry, log, workerEntry: actorWorkerEntry });
   await node.startManaged();
-  log.info({ node: nodeId, nats: o.natsUrl }, 'runtime node started');
+  log.info({ node: nodeId, nats: o.natsUrl, workers: o.workers }, 'runtime node started');
   onShutdown(log, () => node.close());
 }
 

@@ -7,7 +7,7 @@ import { RuntimeEvents } from '../runtime/events.ts';
 import { startNatsServer, startRedisServer, type ServerHandle } from '../runtime/local-servers.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { RuntimeNode } from '../runtime/runtime-node.ts';
-import { onShutdown } from './services.ts';
+import { actorWorkerEntry, onShutdown } from './services.ts';
 import { reapStaleServers, recordServers } from './stale-servers.ts';
 
 /**
@@ -44,11 +44,11 @@ export async function startAllInOne(): Promise<void> {
   if (servers.length) await recordServers(o.dataDir, servers.map((s) => s.pid));
   const full = { ...o, natsUrl, redisUrl };
   const events = new RuntimeEvents();
-  const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { actors: actorRegistry, events, log });
+  const node = new RuntimeNode(process.env.ADAGG_NODE_ID ?? 'local', full, { actors: actorRegistry, events, log, workerEntry: actorWorkerEntry });
   await node.startManaged();
   const gateway = new GatewayService(full, { actors: actorRegistry, events, log, extraReady: () => ({ shards: node.running().size === o.shards }) });
   const { url } = await gateway.start();
-  log.info({ url, natsUrl, redisUrl, shards: o.shards }, 'adagg is ready');
+  log.info({ url, natsUrl, redisUrl, shards: o.shards, workers: o.workers }, 'adagg is ready');
 
   onShutdown(log, async () => {
     const steps = [() => gateway.close(), () => node.close(), ...servers.map((s) => () => s.stop())];

@@ -138,7 +138,7 @@ class Child {
     for (const s of [this.proc.stdout, this.proc.stderr]) {
       s?.setEncoding('utf8');
       s?.on('data', (d: string) => {
-        this.tail.push(...d.split('\n').filter((l) => l.length > 0));
+        for (const l of d.split('\n')) if (l.length > 0) this.tail.push(l);
         if (this.tail.length > TAIL_LINES) this.tail.splice(0, this.tail.length - TAIL_LINES);
       });
     }

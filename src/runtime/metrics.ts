@@ -38,7 +38,15 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  const snapshotBytes = new Gauge({ name: 'adagg_snapshot_bytes', help: 'Size of the last snapshot', labelNames: ['shard'], registers: [registry] });
+  const snapshotBytes = new Gauge({ name: 'adagg_snapshot_bytes', help: 'Bytes written by the last commit of a shard', labelNames: ['shard'], registers: [registry] });
+  const commitBytes = new Histogram({
+    name: 'adagg_commit_bytes',
+    help: 'Bytes written per commit (changed counts, new dedupe ids, head): follows the clicks since the previous commit',
+    buckets: [1e3, 4e3, 16e3, 64e3, 256e3, 1e6, 4e6, 16e6],
+    registers: [registry],
+  });
+  const trackedIds = new Gauge({ name: 'adagg_tracked_ids', help: 'Click ids held for dedupe per shard', labelNames: ['shard'], registers: [registry] });
+  const dedupBytes = new Gauge({ name: 'adagg_dedup_bytes', help: 'Memory of the dedupe table per shard', labelNames: ['shard'], registers: [registry] });
   const restarts = new Counter({ name: 'adagg_actor_restarts_total', help: 'Shard actor restarts by error code', labelNames: ['code'], registers: [registry] });
 
   events.on('ingest', (e) => {
@@ -58,10 +66,13 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     if (e.pending >= 0) lag.set({ shard: s }, e.pending);
     if (e.watermark >= 0) wmDelay.set({ shard: s }, (e.now - e.watermark) / 1000);
     lastSeq.set({ shard: s }, e.lastSeq);
+    trackedIds.set({ shard: s }, e.trackedIds);
+    dedupBytes.set({ shard: s }, e.dedupBytes);
   });
   events.on('commit', (e) => {
     snapshot.observe(e.ms / 1000);
-    snapshotBytes.set({ shard: String(e.shard) }, e.snapshotBytes);
+    snapshotBytes.set({ shard: String(e.shard) }, e.bytes);
+    commitBytes.observe(e.bytes);
   });
   const wsClients = new Gauge({ name: 'adagg_ws_clients', help: 'Open live top-N WebSocket clients', registers: [registry] });
   const wsFrames = new Counter({

@@ -1,4 +1,4 @@
-import type { UnitId } from './shard-store.ts';
+import type { UnitId } from '../model/shard-state.ts';
 
 /**
  * Redis key layout. Every key of a shard carries the hash tag `{s<shard>}`, so one shard's commit
@@ -16,8 +16,17 @@ export class RedisKeys {
   meta(shard: UnitId): string {
     return `${this.base(shard)}:meta`;
   }
+  /** The state's head (the whole snapshot in releases before the incremental state format). */
   snapshot(shard: UnitId): string {
     return `${this.base(shard)}:snap`;
+  }
+  /** A named part of the state (a dedupe block, hot-split state): see src/model/shard-state.ts. */
+  part(shard: UnitId, name: string): string {
+    return `${this.base(shard)}:p:${name}`;
+  }
+  /** Set of the part names a shard has, so a removed unit's state can be expired without knowing its format. */
+  parts(shard: UnitId): string {
+    return `${this.base(shard)}:parts`;
   }
   /** Hash of ad_id → final count for one minute, optionally for one dimension value. */
   counts(shard: UnitId, minute: number, dim: string | null, value: string | null): string {

@@ -1,14 +1,25 @@
 import type { Redis } from 'ioredis';
+import { Packr, Unpackr } from 'msgpackr';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StoredShard, UnitId } from './shard-store.ts';
+import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StateReader, StoredShard, UnitId } from './shard-store.ts';
 
 /**
  * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
- * sequence does not go back; then SET final counts (absolute values, never increments), the
- * snapshot and the sequence together.
- * KEYS: epoch, meta, snap, count keys...  ARGV: epoch, seq, watermark, closedThrough, snapshot,
- * ttlMs, nowMs, then per count key: n, field1, value1, ... fieldN, valueN.
+ * sequence does not go back; then apply the commit's changes and write head and sequence together.
+ * Every key carries the shard's hash tag, so the step stays in one slot (Redis Cluster too).
+ *
+ * KEYS: epoch, meta, head, parts index, then one key per change.
+ * ARGV: epoch, seq, watermark, closedThrough, head, ttlMs, nowMs, then per change key an opcode and
+ * its arguments:
+ *   'M' packed             HSET on a count hash (minute counts, dimension index), which expires after
+ *                          ttlMs; the fields come as one MessagePack array [f1, v1, …] (cmsgpack), so a
+ *                          commit of 100k fields is one argument, not 200k
+ *   'h' n f1 v1 … fn vn   HSET on a state part (indexed in the parts set, never expires on its own)
+ *   'X' n f1 … fn         HDEL on a state part
+ *   'A' bytes             APPEND to a state part (indexed)
+ *   'D'                   DEL a state part (and drop it from the index)
+ * A commit's size is what changed since the previous one: nothing here rewrites a whole state.
  */
 const COMMIT_LUA = `
 local cur = redis.call('GET', KEYS[1])
@@ -21,38 +32,93 @@ if tonumber(ARGV[2]) < stored then
 end
 local ttl = tonumber(ARGV[6])
 local a = 8
-for k = 4, #KEYS do
-  local n = tonumber(ARGV[a])
+for k = 5, #KEYS do
+  local op = ARGV[a]
   a = a + 1
-  local i = 0
-  while i < n do
-    local m = math.min(n - i, 500)
-    local args = {}
-    for j = 1, m do
-      args[#args + 1] = ARGV[a]
-      args[#args + 1] = ARGV[a + 1]
-      a = a + 2
+  if op == 'M' then
+    local t = cmsgpack.unpack(ARGV[a])
+    a = a + 1
+    local n = #t
+    local i = 1
+    while i <= n do
+      local j = math.min(i + 999, n)
+      redis.call('HSET', KEYS[k], unpack(t, i, j))
+      i = j + 1
     end
-    redis.call('HSET', KEYS[k], unpack(args))
-    i = i + m
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  elseif op == 'h' or op == 'X' then
+    local n = tonumber(ARGV[a])
+    a = a + 1
+    local per = (op == 'X') and 1 or 2
+    local i = 0
+    while i < n do
+      local m = math.min(n - i, 500)
+      local args = {}
+      for j = 1, m * per do
+        args[j] = ARGV[a]
+        a = a + 1
+      end
+      if op == 'X' then redis.call('HDEL', KEYS[k], unpack(args)) else redis.call('HSET', KEYS[k], unpack(args)) end
+      i = i + m
+    end
+    if op == 'h' then redis.call('SADD', KEYS[4], KEYS[k]) end
+  elseif op == 'A' then
+    redis.call('APPEND', KEYS[k], ARGV[a])
+    a = a + 1
+    redis.call('SADD', KEYS[4], KEYS[k])
+  elseif op == 'D' then
+    redis.call('DEL', KEYS[k])
+    redis.call('SREM', KEYS[4], KEYS[k])
+  else
+    return redis.error_reply('BAD_OP ' .. tostring(op))
   end
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
 end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'watermark', ARGV[3], 'closedThrough', ARGV[4], 'epoch', ARGV[1], 'updatedAt', ARGV[7])
 return 1
 `;
 
+/**
+ * Every count of one minute (totals and each dimension value the minute's index names), read in one
+ * atomic step. KEYS: the minute's totals hash, its dimension index. Returns one MessagePack blob
+ * `[totals flat, [dim, value, flat], ...]` (decoded later, off the busy path). Dimension keys are
+ * derived as RedisKeys.counts does (`<totals key>:<dim>=<encodeURIComponent(value)>`; all in the
+ * shard's slot).
+ */
+const READ_MINUTE_LUA = `
+local function enc(s)
+  return (string.gsub(s, "[^%w%-_%.!~%*'%(%)]", function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+local out = { redis.call('HGETALL', KEYS[1]) }
+local idx = redis.call('HKEYS', KEYS[2])
+for i = 1, #idx do
+  local dv = cjson.decode(idx[i])
+  out[#out + 1] = { dv[1], dv[2], redis.call('HGETALL', KEYS[1] .. ':' .. dv[1] .. '=' .. enc(dv[2])) }
+end
+return cmsgpack.pack(out)
+`;
+
 export interface RedisShardStoreOptions {
   /** How long final counts are kept. @default 30 days */
   countTtlMs?: number;
   now?: () => number;
+  /**
+   * A second connection for the restore's reads (head and parts), so they do not queue behind
+   * other shards' commits and rankings warm-up reads. @default the main connection
+   */
+  restoreRedis?: Redis;
 }
+
+type Arg = string | number | Buffer;
+
+const packer = new Packr({ useRecords: false });
+const unpacker = new Unpackr({ useRecords: false });
 
 /** ShardStore on Redis (ioredis). Production Redis must run with AOF (appendonly yes) for durability. */
 export class RedisShardStore implements ShardStore {
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly restoreRedis: Redis;
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
@@ -60,6 +126,7 @@ export class RedisShardStore implements ShardStore {
   ) {
     this.ttlMs = opts.countTtlMs ?? 30 * 24 * 3600_000;
     this.now = opts.now ?? Date.now;
+    this.restoreRedis = opts.restoreRedis ?? redis;
     if (!this.redis.adaggCommit) this.redis.defineCommand('adaggCommit', { lua: COMMIT_LUA });
   }
 
@@ -68,31 +135,62 @@ export class RedisShardStore implements ShardStore {
   }
 
   async load(shard: UnitId): Promise<StoredShard | null> {
-    const [snap, seq] = await Promise.all([
-      this.redis.getBuffer(this.keys.snapshot(shard)),
-      this.redis.hget(this.keys.meta(shard), 'seq'),
-    ]);
-    if (!snap) return null;
-    return { snapshot: new Uint8Array(snap.buffer, snap.byteOffset, snap.byteLength), seq: Number(seq ?? 0) };
+    const r = this.restoreRedis;
+    const [head, seq] = await Promise.all([r.getBuffer(this.keys.snapshot(shard)), r.hget(this.keys.meta(shard), 'seq')]);
+    if (!head) return null;
+    return { head: bytesOf(head), seq: Number(seq ?? 0) };
   }
 
-  async commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<void> {
-    const keys = [this.keys.epoch(shard), this.keys.meta(shard), this.keys.snapshot(shard)];
-    const argv: Array<string | number | Buffer> = [
-      String(epoch),
-      c.seq,
-      c.watermark,
-      c.closedThrough,
-      Buffer.from(c.snapshot.buffer, c.snapshot.byteOffset, c.snapshot.byteLength),
-      this.ttlMs,
-      this.now(),
-    ];
-    const index = new Map<number, string[]>();
+  reader(shard: UnitId): StateReader {
+    return {
+      logs: async (parts) => {
+        if (parts.length === 0) return [];
+        const p = this.restoreRedis.pipeline();
+        for (const name of parts) p.getBuffer(this.keys.part(shard, name));
+        return ((await p.exec()) ?? []).map(([err, v]) => {
+          if (err) throw err;
+          return v ? bytesOf(v as Buffer) : null;
+        });
+      },
+      hashes: async (parts) => {
+        if (parts.length === 0) return [];
+        const p = this.restoreRedis.pipeline();
+        for (const name of parts) p.hgetall(this.keys.part(shard, name));
+        return ((await p.exec()) ?? []).map(([err, v]) => {
+          if (err) throw err;
+          const h = v as Record<string, string>;
+          const keys = Object.keys(h);
+          return keys.length === 0 ? null : new Map(keys.map((k) => [k, h[k]!]));
+        });
+      },
+      minutes: (minutes) => this.minutes(shard, minutes, this.restoreRedis),
+    };
+  }
+
+  async commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<number> {
+    const keys = [this.keys.epoch(shard), this.keys.meta(shard), this.keys.snapshot(shard), this.keys.parts(shard)];
+    const head = Buffer.from(c.head.buffer, c.head.byteOffset, c.head.byteLength);
+    const argv: Arg[] = [String(epoch), c.seq, c.watermark, c.closedThrough, head, this.ttlMs, this.now()];
+    let bytes = head.byteLength + 64;
+    // Count hashes travel packed (one argument each); no spread anywhere: one change can hold 100k+
+    // fields, past the call-stack argument limit.
+    const counts = (key: string, flat: FlatCounts): void => {
+      const packed = packer.pack(flat);
+      keys.push(key);
+      argv.push('M', packed);
+      bytes += packed.byteLength;
+    };
+    const hset = (key: string, flat: FlatCounts): void => {
+      keys.push(key);
+      argv.push('h', flat.length / 2);
+      for (const x of flat) {
+        argv.push(x);
+        bytes += typeof x === 'string' ? x.length : 8;
+      }
+    };
+    const index = new Map<number, FlatCounts>();
     for (const w of c.writes) {
-      keys.push(this.keys.counts(shard, w.minute, w.dim, w.value));
-      // No spread: a minute of a busy shard holds 100k+ fields, past the call-stack argument limit.
-      argv.push(w.counts.length / 2);
-      for (const x of w.counts) argv.push(x);
+      counts(this.keys.counts(shard, w.minute, w.dim, w.value), w.counts);
       if (w.dim !== null) {
         let fields = index.get(w.minute);
         if (!fields) index.set(w.minute, (fields = []));
@@ -100,10 +198,31 @@ export class RedisShardStore implements ShardStore {
       }
     }
     // The per-minute index of dimension keys rides in the same atomic step, as one more hash.
-    for (const [minute, fields] of index) {
-      keys.push(this.keys.dimIndex(shard, minute));
-      argv.push(fields.length / 2);
-      for (const x of fields) argv.push(x);
+    for (const [minute, fields] of index) counts(this.keys.dimIndex(shard, minute), fields);
+    for (const op of c.ops) {
+      const key = this.keys.part(shard, op.part);
+      switch (op.kind) {
+        case 'append':
+          keys.push(key);
+          argv.push('A', Buffer.from(op.bytes.buffer, op.bytes.byteOffset, op.bytes.byteLength));
+          bytes += op.bytes.byteLength;
+          break;
+        case 'hset':
+          hset(key, op.fields);
+          break;
+        case 'hdel':
+          keys.push(key);
+          argv.push('X', op.fields.length);
+          for (const f of op.fields) {
+            argv.push(f);
+            bytes += f.length;
+          }
+          break;
+        case 'del':
+          keys.push(key);
+          argv.push('D');
+          break;
+      }
     }
     try {
       // ioredis flattens array arguments, so nothing is spread onto the stack here either.
@@ -118,21 +237,28 @@ export class RedisShardStore implements ShardStore {
       }
       throw err;
     }
+    return bytes;
   }
 
-  async loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {
-    if (to <= from) return [];
-    const p = this.redis.pipeline();
-    for (let m = from; m < to; m++) {
+  loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {
+    const minutes: number[] = [];
+    for (let m = from; m < to; m++) minutes.push(m);
+    return this.minutes(shard, minutes);
+  }
+
+  private async minutes(shard: UnitId, minutes: readonly number[], redis: Redis = this.redis): Promise<CountWrite[]> {
+    if (minutes.length === 0) return [];
+    const p = redis.pipeline();
+    for (const m of minutes) {
       p.hgetall(this.keys.counts(shard, m, null, null));
       p.hkeys(this.keys.dimIndex(shard, m));
     }
     const res = (await p.exec()) ?? [];
     const out: CountWrite[] = [];
     const dimReads: Array<{ minute: number; dim: string; value: string }> = [];
-    for (let i = 0, m = from; m < to; m++, i += 2) {
-      const [e1, totals] = res[i]!;
-      const [e2, dims] = res[i + 1]!;
+    minutes.forEach((m, k) => {
+      const [e1, totals] = res[2 * k]!;
+      const [e2, dims] = res[2 * k + 1]!;
       if (e1 || e2) throw e1 ?? e2;
       const flat = toFlat(totals as Record<string, string>);
       if (flat.length) out.push({ minute: m, dim: null, value: null, counts: flat });
@@ -140,9 +266,9 @@ export class RedisShardStore implements ShardStore {
         const [dim, value] = JSON.parse(f) as [string, string];
         dimReads.push({ minute: m, dim, value });
       }
-    }
+    });
     if (dimReads.length) {
-      const p2 = this.redis.pipeline();
+      const p2 = redis.pipeline();
       for (const d of dimReads) p2.hgetall(this.keys.counts(shard, d.minute, d.dim, d.value));
       const res2 = (await p2.exec()) ?? [];
       res2.forEach(([err, h], i) => {
@@ -154,6 +280,36 @@ export class RedisShardStore implements ShardStore {
     return out;
   }
 
+  /**
+   * All counts of the given closed minutes, each minute read atomically. The reads are queued on
+   * this connection before the call returns, so Redis serves them before any commit issued
+   * afterwards: the result is the state as of the last commit before the call, whenever it arrives
+   * (the live rankings warm up from it while the actor already consumes). It arrives packed; the
+   * returned function decodes it, so the caller chooses when to spend that CPU.
+   */
+  closedMinutes(shard: UnitId, minutes: readonly number[]): Promise<() => CountWrite[]> {
+    if (minutes.length === 0) return Promise.resolve(() => []);
+    const p = this.redis.pipeline();
+    // Plain EVAL, not EVALSHA: a NOSCRIPT retry would be sent after later commands.
+    for (const m of minutes) p.callBuffer('EVAL', [READ_MINUTE_LUA, 2, this.keys.counts(shard, m, null, null), this.keys.dimIndex(shard, m)]);
+    return p.exec().then((res) => {
+      const blobs = (res ?? []).map(([err, v]) => {
+        if (err) throw err;
+        return v as Buffer;
+      });
+      return () => {
+        const out: CountWrite[] = [];
+        blobs.forEach((blob, i) => {
+          const minute = minutes[i]!;
+          const [totals, ...dims] = unpacker.unpack(blob) as [Array<string | number>, ...Array<[string, string, Array<string | number>]>];
+          if (totals.length) out.push({ minute, dim: null, value: null, counts: numericValues(totals) });
+          for (const [dim, value, flat] of dims) out.push({ minute, dim, value, counts: numericValues(flat) });
+        });
+        return out;
+      };
+    });
+  }
+
   async readCounts(shard: UnitId, reads: readonly CountRead[]): Promise<number[]> {
     const p = this.redis.pipeline();
     for (const r of reads) p.hget(this.keys.counts(shard, r.minute, r.dim, r.value), r.adId);
@@ -163,6 +319,16 @@ export class RedisShardStore implements ShardStore {
       return Number(v ?? 0);
     });
   }
+}
+
+function bytesOf(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** `[field, value, ...]` as Redis returns a hash (values as strings), with numeric values, in place. */
+function numericValues(flat: Array<string | number>): FlatCounts {
+  for (let i = 1; i < flat.length; i += 2) flat[i] = Number(flat[i]);
+  return flat;
 }
 
 function toFlat(h: Record<string, string>): FlatCounts {

@@ -10,7 +10,7 @@ import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
 import type { DeadLetterPublisher } from './producer.ts';
 import type { ShardFeed, StreamMessage } from './shard-feed.ts';
-import type { ShardCommit, ShardStore, UnitId } from './shard-store.ts';
+import type { CountWrite, ShardCommit, ShardStore, StateReader, UnitId } from './shard-store.ts';
 
 export interface ShardHostOptions {
   actor: ShardActorConfig;
@@ -22,10 +22,11 @@ export interface ShardHostOptions {
   snapshotEveryMessages: number;
 }
 
-/** Builds a shard actor, fresh or from a snapshot: injected so the runtime never imports actor code. */
+/** Builds a shard actor, fresh or from its committed state: injected so the runtime never imports actor code. */
 export interface ShardActorFactory {
   create(config: ShardActorConfig, ports: ShardActorPorts): ShardActor;
-  fromSnapshot(bytes: Uint8Array, config: ShardActorConfig, ports: ShardActorPorts): ShardActor;
+  /** Restores from a committed head, reading the parts it names through `reader`. */
+  restore(head: Uint8Array, reader: StateReader, config: ShardActorConfig, ports: ShardActorPorts): Promise<ShardActor>;
 }
 
 /**
@@ -67,6 +68,8 @@ export interface ShardHostDeps {
 export type ShardMsg =
   | { k: 'batch'; m: StreamMessage }
   | { k: 'tick' }
+  /** Closed minutes read back for the live rankings after a restore (or the error reading them). */
+  | { k: 'warm'; minutes: number[]; decode?: () => CountWrite[]; err?: unknown }
   | { k: 'call'; fn: (a: ShardActor) => unknown; done: (v: unknown, err?: unknown) => void }
   | { k: 'stop' };
 
@@ -92,6 +95,7 @@ export class ShardHost {
     const { store, clock, log } = this.deps;
     const epoch = this.opts.epoch ?? (await store.acquire(this.shard));
     this.epoch = epoch;
+    const t0 = clock.now();
     const stored = await store.load(this.shard);
     const ports = {
       clock,
@@ -99,10 +103,14 @@ export class ShardHost {
       ...this.deps.hot?.ports?.(),
     };
     const actor = stored
-      ? this.deps.actors.fromSnapshot(stored.snapshot, this.opts.actor, ports)
+      ? await this.deps.actors.restore(stored.head, store.reader(this.shard), this.opts.actor, ports)
       : this.deps.actors.create(this.opts.actor, ports);
-    const [retainFrom, retainTo] = actor.retainedRange();
-    actor.restoreRetained(await store.loadMinutes(this.shard, retainFrom, retainTo));
+    const tState = clock.now();
+    // The live rankings' closed minutes (the longest live window, not the stream) are read back
+    // once this thread's shards have caught up, a few minutes at a time (see the tick).
+    if (stored) actor.beginRankingWarmUp();
+    let warmInFlight = false;
+    let warmMinutes = 0;
     const hot = this.deps.hot;
     await hot?.restored(actor);
     let committedSeq = stored ? actor.lastSeq : 0;
@@ -111,17 +119,31 @@ export class ShardHost {
     let lastPendingCheckAt = 0;
     let lastCommitAt = clock.now();
     let sinceCommit = 0;
+    /** The largest backlog seen since the last commit: catching up from one is committed at once. */
+    let backlogSinceCommit = 0;
     const mailbox = new Mailbox<ShardMsg>(this.opts.mailboxCapacity);
     this.mailbox = mailbox;
     this.actor = actor;
     this.pending = -1;
-    log.info({ shard: this.shard, epoch, fromSeq: actor.lastSeq + 1 }, 'shard actor restored');
+    log.info({ shard: this.shard, epoch, fromSeq: actor.lastSeq + 1, stateMs: tState - t0, trackedIds: actor.status().trackedIds }, 'shard actor restored');
 
     let feedError: unknown;
     const feed = this.deps.feed();
     const onAbort = (): void => mailbox.force({ k: 'stop' });
     signal.addEventListener('abort', onAbort);
     let live = true;
+    const warmUpDue = (): boolean =>
+      !warmInFlight && actor.rankingsWarming && ((this.pending === 0 && behindHosts.size === 0) || clock.now() - tState >= WARM_DEFER_MAX_MS);
+    /** Reads the next few closed minutes for the rankings; call only with nothing uncommitted. */
+    const warmUpNext = (): void => {
+      const minutes = actor.rankingWarmUpNext(WARM_CHUNK_MINUTES);
+      if (minutes.length === 0) return;
+      warmInFlight = true;
+      void store.closedMinutes(this.shard, minutes).then(
+        (decode) => live && mailbox.force({ k: 'warm', minutes, decode }),
+        (err: unknown) => live && mailbox.force({ k: 'warm', minutes, err }),
+      );
+    };
     let tickQueued = false;
     let tickTimer: ReturnType<Clock['setTimeout']> | undefined;
     const armTick = (): void => {
@@ -143,15 +165,17 @@ export class ShardHost {
       if (!c) return;
       const t0 = clock.now();
       await hot?.beforeCommit(actor, c);
-      await store.commit(this.shard, epoch, c);
+      const bytes = await store.commit(this.shard, epoch, c);
       actor.committed(c);
       committedSeq = c.seq;
       lastCommitAt = clock.now();
       sinceCommit = 0;
+      backlogSinceCommit = 0;
       this.deps.events.emit('commit', {
         shard: this.shard,
         ms: lastCommitAt - t0,
-        snapshotBytes: c.snapshot.byteLength,
+        bytes,
+        headBytes: c.head.byteLength,
         writes: c.writes.length,
         seq: c.seq,
       });
@@ -210,7 +234,12 @@ export class ShardHost {
               skipped: res.skipped,
             });
             sinceCommit++;
-            if (sinceCommit >= this.opts.snapshotEveryMessages) await commit();
+            if (this.pending > backlogSinceCommit) backlogSinceCommit = this.pending;
+            // Caught up after a real backlog (a restart, a burst): commit now rather than at the next
+            // interval, so the committed state (and a later restart) is as fresh as the stream.
+            const caughtUp =
+              this.pending === 0 && backlogSinceCommit >= CAUGHT_UP_COMMIT_BACKLOG && clock.now() - lastCommitAt >= CAUGHT_UP_COMMIT_MIN_MS;
+            if (caughtUp || sinceCommit >= this.opts.snapshotEveryMessages) await commit();
             break;
           }
           case 'tick': {
@@ -223,6 +252,15 @@ export class ShardHost {
               lastPendingCheckAt = clock.now();
               this.pending = await feed.pending();
             }
+            // The rankings' warm-up reads a live window of closed minutes: only once every shard of
+            // this thread has caught up (or after a while), so it never slows a replay; each chunk
+            // right after a commit, so what it reads is all the actor has applied to those minutes.
+            if (this.pending === 0) behindHosts.delete(this);
+            else if (this.pending > 0) behindHosts.add(this);
+            if (warmUpDue()) {
+              await commit();
+              warmUpNext();
+            }
             const closed = actor.tick(this.pending === 0 && mailbox.size === 0 && lastPendingCheckAt >= lastBatchAt);
             const force = hot ? await hot.tick(actor, this.pending) : false;
             if (closed || force || clock.now() - lastCommitAt >= this.opts.snapshotIntervalMs) await commit(force);
@@ -230,6 +268,7 @@ export class ShardHost {
             if (provisionalDue) lastProvisionalAt = clock.now();
             const updates = actor.rankingUpdates(provisionalDue);
             if (updates.length) this.deps.publishRankings(this.shard, updates);
+            const st = actor.status();
             this.deps.events.emit('progress', {
               shard: this.shard,
               lastSeq: actor.lastSeq,
@@ -237,7 +276,21 @@ export class ShardHost {
               watermark: actor.watermark,
               closedThrough: actor.closedThrough,
               now: clock.now(),
+              trackedIds: st.trackedIds,
+              dedupBytes: st.dedupBytes,
             });
+            break;
+          }
+          case 'warm': {
+            if (msg.err !== undefined) throw msg.err;
+            actor.rankingsLoaded(msg.decode!(), msg.minutes);
+            warmMinutes += msg.minutes.length;
+            warmInFlight = false;
+            if (!actor.rankingsWarming) log.info({ shard: this.shard, minutes: warmMinutes, ms: clock.now() - tState }, 'shard rankings warm');
+            else if (warmUpDue()) {
+              await commit();
+              warmUpNext();
+            }
             break;
           }
           case 'call': {
@@ -257,6 +310,7 @@ export class ShardHost {
       log.info({ shard: this.shard, epoch, seq: actor.lastSeq }, 'shard actor drained');
     } finally {
       live = false;
+      behindHosts.delete(this);
       signal.removeEventListener('abort', onAbort);
       if (tickTimer) clock.clearTimeout(tickTimer);
       this.mailbox = undefined;
@@ -297,6 +351,21 @@ export class ShardHost {
     return this.pending;
   }
 }
+
+/**
+ * Reaching the stream's end after a backlog of this many messages commits at once (at most every
+ * CAUGHT_UP_COMMIT_MIN_MS, so a live stream hovering around its end does not commit per message).
+ */
+const CAUGHT_UP_COMMIT_BACKLOG = 2;
+const CAUGHT_UP_COMMIT_MIN_MS = 200;
+
+/** The rankings' warm-up waits for the shards of its thread to catch up, but never longer than this. */
+const WARM_DEFER_MAX_MS = 15_000;
+/** Closed minutes read per warm-up step (newest first: short windows are back first). */
+const WARM_CHUNK_MINUTES = 5;
+
+/** Hosts of this thread (worker) last seen behind their stream: warm-ups wait until none is. */
+const behindHosts = new Set<ShardHost>();
 
 function unavailable(shard: UnitId, cause?: unknown): AdaggError {
   return new AdaggError(ErrorCode.ShardUnavailable, `shard ${shard} actor is not running here`, { cause });

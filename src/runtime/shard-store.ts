@@ -1,54 +1,28 @@
-/**
- * What a shard actor's persistence is keyed by: a shard number, or the string id of a hot ad's child
- * unit (`h<adkey>-<gen>-<k>`), which is persisted, fenced and placed like a shard.
- */
-export type UnitId = number | string;
+import type { CountRead, CountWrite, ShardCommit, StateReader, StoredShard, UnitId } from '../model/shard-state.ts';
 
-/** Flat `[ad_id, count, ad_id, count, ...]` form used in snapshots, commits and rankings. */
-export type FlatCounts = Array<string | number>;
-
-/**
- * Final counts of one minute for one filter (`dim`/`value` null = all clicks), as absolute values.
- * Written with idempotent SETs so a replay after a crash rewrites the same numbers.
- */
-export interface CountWrite {
-  minute: number;
-  dim: string | null;
-  value: string | null;
-  counts: FlatCounts;
-}
-
-/** Everything one atomic, fenced step persists for a shard. */
-export interface ShardCommit {
-  seq: number;
-  watermark: number;
-  closedThrough: number;
-  snapshot: Uint8Array;
-  writes: CountWrite[];
-}
-
-/** A field of a closed minute that a late click needs to correct. */
-export interface CountRead {
-  minute: number;
-  dim: string | null;
-  value: string | null;
-  adId: string;
-}
-
-export interface StoredShard {
-  seq: number;
-  snapshot: Uint8Array;
-}
+export type { CountRead, CountWrite, FlatCounts, ShardCommit, StateOp, StateReader, StoredShard, UnitId } from '../model/shard-state.ts';
 
 /** Persistence port of a shard actor. The Redis adapter lives in redis-shard-store.ts. */
 export interface ShardStore {
   /** Takes ownership: returns a new owner epoch that fences every older owner's writes. */
   acquire(shard: UnitId): Promise<number>;
+  /** The committed head and sequence, or null for a shard that never committed. */
   load(shard: UnitId): Promise<StoredShard | null>;
-  /** Atomically writes counts, snapshot and sequence if `epoch` is still the shard's epoch; else throws ADAGG_E_FENCED. */
-  commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<void>;
+  /** Reads the parts a head names (used by the actor's restore). */
+  reader(shard: UnitId): StateReader;
+  /**
+   * Atomically applies a commit (counts, parts, head, sequence) if `epoch` is still the shard's
+   * epoch; else throws ADAGG_E_FENCED. Resolves to the bytes sent.
+   */
+  commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<number>;
   /** Current stored values of closed-minute fields (0 when absent), in the order asked. */
   readCounts(shard: UnitId, reads: readonly CountRead[]): Promise<number[]>;
   /** Every stored count (totals and each dimension value) of the minutes in [from, to). */
   loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]>;
+  /**
+   * Every stored count of the given minutes, ordered with this store's commits: the result is the
+   * state as of the last commit before the call, even if commits are issued while it is in flight.
+   * Resolves to a decoder, so the caller picks when to spend the CPU.
+   */
+  closedMinutes(shard: UnitId, minutes: readonly number[]): Promise<() => CountWrite[]>;
 }

@@ -1,5 +1,6 @@
 /** An in-process adagg stack (runtime node + gateway) on per-test servers, for integration tests. */
 import { actorRegistry } from '../../src/actors/index.ts';
+import { actorWorkerEntry } from '../../src/cli/services.ts';
 import { GatewayService } from '../../src/gateway/gateway-service.ts';
 import { compileOptions, type AdaggOptions, type CompiledOptions } from '../../src/options.ts';
 import { RuntimeEvents } from '../../src/runtime/events.ts';
@@ -15,9 +16,13 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-/** Test defaults: few shards, short idle timeout and snapshot interval so minutes close fast. */
+/**
+ * Test defaults: few shards, short idle timeout and snapshot interval so minutes close fast; actors
+ * on the main thread (tests reach into their hosts), unless a test asks for `workers`.
+ */
 export const TEST_OPTIONS: AdaggOptions = {
   shards: 4,
+  workers: 0,
   idleTimeoutMs: 1000,
   allowedLatenessMs: 5000,
   snapshotIntervalMs: 300,
@@ -34,9 +39,9 @@ export async function startStack(overrides: AdaggOptions = {}, servers?: TestSer
     redisUrl: srv.redisUrl,
   };
   const events = new RuntimeEvents();
-  const node = new RuntimeNode('test-node', opts, { actors: actorRegistry, events });
+  const node = new RuntimeNode('test-node', opts, { actors: actorRegistry, events, ...(opts.workers > 0 ? { workerEntry: actorWorkerEntry } : {}) });
   await node.startManaged();
-  await waitFor('every shard assigned and running', () => node.running().size === opts.shards, 20_000, 50);
+  await waitFor('every shard assigned and running', () => node.running().size === opts.shards, 30_000, 50);
   const gateway = new GatewayService(opts, { actors: actorRegistry, events });
   const { url } = await gateway.start();
   return {

@@ -26,6 +26,7 @@ async function dump(redis: Redis, prefix: string): Promise<Record<string, unknow
     const type = await redis.type(k);
     if (type === 'hash') out[k] = await redis.hgetall(k);
     else if (type === 'string') out[k] = (await redis.getBuffer(k))!.toString('hex');
+    else if (type === 'set') out[k] = (await redis.smembers(k)).sort();
     else out[k] = type;
   }
   return out;
@@ -59,11 +60,12 @@ describe('fencing', () => {
       seq: 5,
       watermark: 100 * MIN + 30_000,
       closedThrough: 99,
-      snapshot: Uint8Array.of(1, 2, 3),
+      head: Uint8Array.of(1, 2, 3),
       writes: [
         { minute: 99, dim: null, value: null, counts: ['ad-1', 3, 'ad-2', 1] },
         { minute: 99, dim: 'country', value: 'US', counts: ['ad-1', 2] },
       ],
+      ops: [{ kind: 'append', part: 'd99', bytes: Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1) }],
     };
     expect(await a.acquire(0)).toBe(1);
     await a.commit(0, 1, commitA1);
@@ -76,11 +78,16 @@ describe('fencing', () => {
       seq: 9,
       watermark: 101 * MIN + 30_000,
       closedThrough: 100,
-      snapshot: Uint8Array.of(9, 9, 9, 9),
+      head: Uint8Array.of(9, 9, 9, 9),
       writes: [
         { minute: 99, dim: null, value: null, counts: ['ad-1', 99] },
         { minute: 100, dim: null, value: null, counts: ['ad-3', 7] },
         { minute: 100, dim: 'country', value: 'DE', counts: ['ad-3', 7] },
+      ],
+      ops: [
+        { kind: 'append', part: 'd99', bytes: Uint8Array.of(2, 2, 2, 2, 2, 2, 2, 2) },
+        { kind: 'hset', part: 'ha7', fields: ['k', 1] },
+        { kind: 'del', part: 'd98' },
       ],
     };
     const err = await a.commit(0, 1, commitA2).then(
@@ -100,12 +107,15 @@ describe('fencing', () => {
     // B, the current owner, restores A's committed snapshot and commits.
     const loaded = await b.load(0);
     expect(loaded?.seq).toBe(5);
-    expect([...loaded!.snapshot]).toEqual([1, 2, 3]);
-    await b.commit(0, 2, { ...commitA2, snapshot: Uint8Array.of(4, 5) });
+    expect([...loaded!.head]).toEqual([1, 2, 3]);
+    expect((await b.reader(0).logs(['d99']))[0]).toEqual(Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1));
+    await b.commit(0, 2, { ...commitA2, head: Uint8Array.of(4, 5) });
     expect(await check.hgetall(keys.meta(0))).toMatchObject({ seq: '9', epoch: '2', closedThrough: '100' });
     expect(await check.hgetall(keys.counts(0, 99, null, null))).toEqual({ 'ad-1': '99', 'ad-2': '1' });
     expect(await check.hgetall(keys.counts(0, 100, 'country', 'DE'))).toEqual({ 'ad-3': '7' });
-    expect([...(await b.load(0))!.snapshot]).toEqual([4, 5]);
+    expect([...(await b.load(0))!.head]).toEqual([4, 5]);
+    expect((await b.reader(0).logs(['d99']))[0]).toEqual(Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2));
+    expect((await b.reader(0).hashes(['ha7']))[0]).toEqual(new Map([['k', '1']]));
 
     // A still cannot write after B did; B cannot move its sequence backwards.
     await expect(a.commit(0, 1, commitA1)).rejects.toMatchObject({ code: 'ADAGG_E_FENCED' });

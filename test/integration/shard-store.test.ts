@@ -32,7 +32,8 @@ describe('RedisShardStore with large minutes', () => {
       seq: 42,
       watermark: 0,
       closedThrough: 100,
-      snapshot: new Uint8Array([1, 2, 3]),
+      head: new Uint8Array([1, 2, 3]),
+      ops: [],
       writes: [
         { minute: 100, dim: null, value: null, counts: totals },
         { minute: 100, dim: 'country', value: 'US', counts: us },
@@ -49,5 +50,32 @@ describe('RedisShardStore with large minutes', () => {
     expect(m.get('ad-299999')).toBe((299_999 % 7) + 1);
     expect(await store.readCounts(0, [{ minute: 100, dim: 'country', value: 'US', adId: 'ad-3' }])).toEqual([1]);
     expect((await store.load(0))!.seq).toBe(42);
+  });
+
+  it('closedMinutes reads the state as of the call, even with a commit issued right after it', async () => {
+    const keys = new RedisKeys(uniquePrefix());
+    const store = new RedisShardStore(redis, keys);
+    const epoch = await store.acquire(0);
+    const base = { watermark: 0, closedThrough: 10, head: new Uint8Array([1]), ops: [] };
+    await store.commit(0, epoch, {
+      ...base,
+      seq: 1,
+      writes: [
+        { minute: 10, dim: null, value: null, counts: ['a', 1, 'b', 2] },
+        { minute: 10, dim: 'country', value: 'ü s/1', counts: ['a', 1] },
+      ],
+    });
+    const read = store.closedMinutes(0, [9, 10]);
+    const late = store.commit(0, epoch, { ...base, seq: 2, writes: [{ minute: 10, dim: null, value: null, counts: ['a', 5] }] });
+    const [decode] = await Promise.all([read, late]);
+    const minutes = decode();
+    expect(minutes).toEqual([
+      { minute: 10, dim: null, value: null, counts: ['a', 1, 'b', 2] },
+      { minute: 10, dim: 'country', value: 'ü s/1', counts: ['a', 1] },
+    ]);
+    expect((await store.closedMinutes(0, [10]))()).toEqual([
+      { minute: 10, dim: null, value: null, counts: ['a', 5, 'b', 2] },
+      { minute: 10, dim: 'country', value: 'ü s/1', counts: ['a', 1] },
+    ]);
   });
 });

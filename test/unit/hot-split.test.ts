@@ -8,8 +8,8 @@ import { childOf, childUnit, decodeControl, encodeControl, isControlMessage, typ
 import { MINUTE_MS, minuteOf } from '../../src/model/time.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { HotDetector } from '../../src/runtime/hot/hot-detector.ts';
-import type { CountRead, ShardCommit } from '../../src/runtime/shard-store.ts';
 import { rng } from '../helpers/click-stream.ts';
+import { MemoryState } from '../helpers/memory-state.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Harness: parent and child shard actors on one ManualClock, each with an in-memory store that
@@ -23,18 +23,8 @@ const M0 = minuteOf(T0);
 const HOT = 'ad-hot';
 const fk = (minute: number, dim: string | null, value: string | null, ad: string): string => `${minute}|${dim ?? ''}|${value ?? ''}|${ad}`;
 
-class FakeStore {
-  readonly fields = new Map<string, number>();
-  snapshot: Uint8Array | undefined;
-  readonly readClosed = async (reads: readonly CountRead[]): Promise<number[]> => reads.map((r) => this.fields.get(fk(r.minute, r.dim, r.value, r.adId)) ?? 0);
-  apply(c: ShardCommit): void {
-    for (const w of c.writes) for (let i = 0; i + 1 < w.counts.length; i += 2) this.fields.set(fk(w.minute, w.dim, w.value, w.counts[i] as string), w.counts[i + 1] as number);
-    this.snapshot = c.snapshot;
-  }
-  get(minute: number, ad: string, dim: string | null = null, value: string | null = null): number {
-    return this.fields.get(fk(minute, dim, value, ad)) ?? 0;
-  }
-}
+/** A unit's committed state (counts, parts, head), as the Redis store keeps it. */
+class FakeStore extends MemoryState {}
 
 type Msg = { t: 'clicks'; clicks: Click[] } | { t: 'ctl'; data: Uint8Array };
 
@@ -64,10 +54,10 @@ class Unit {
   ports() {
     return { clock: this.clock, readClosed: this.store.readClosed, ...(this.seen ? { seenByParent: this.seen } : {}) };
   }
-  crash(): void {
-    const snap = this.store.snapshot;
-    this.actor = snap ? ShardActor.fromSnapshot(snap, this.config, this.ports()) : new ShardActor(this.config, this.ports());
-    this.committedSeq = snap ? this.actor.lastSeq : 0;
+  async crash(): Promise<void> {
+    const head = this.store.head;
+    this.actor = head ? await ShardActor.restore(head, this.store.reader(), this.config, this.ports()) : new ShardActor(this.config, this.ports());
+    this.committedSeq = head ? this.actor.lastSeq : 0;
     this.pos = this.committedSeq;
     this.finalSent = this.actor.hot.childEnded;
   }
@@ -309,7 +299,7 @@ describe('hot split: the parent shard', () => {
     await sim.parent.actor.applyControl(2, { kind: 'split', ad: HOT, children: 2 });
     const [h, l] = hashesOf(['pre-1']);
     expect(sim.parent.actor.hotSeen(HOT, 2, [h!, l!])?.seen).toEqual([true]);
-    sim.parent.crash(); // back to seq 1
+    await sim.parent.crash(); // back to seq 1
     expect(sim.parent.actor.hotSeen(HOT, 2, [h!, l!])).toBeNull();
   });
 
@@ -382,18 +372,20 @@ describe('hot split: the parent shard', () => {
     expect(after).toMatchObject({ counted: 1, duplicates: 1 });
   });
 
-  it('keeps its hot state in its snapshot; without it the snapshot layout is unchanged', async () => {
+  it('keeps its hot state in its committed state: records in the head, report values and buffer as parts', async () => {
     const sim = new HotSim();
     await sim.parent.actor.applyBatch(1, [click('a', 'x', at(0, 1))]);
     sim.commitParent();
-    expect(sim.parent.store.snapshot![0]).toBe(0x98); // an 8-element array: version 1 layout
+    expect([...sim.parent.store.hashes.keys()]).toEqual([]); // no hot state: no hot parts
     await sim.parent.actor.applyControl(2, { kind: 'split', ad: HOT, children: 2 });
     await sim.parent.actor.applyControl(3, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: 4, final: false, part: 0, parts: 1, rows: [[M0, null, null, 3]] });
     await sim.parent.actor.applyControl(4, { kind: 'unsplit', ad: HOT });
     await sim.parent.actor.applyBatch(5, [click('b', HOT, at(0, 2), 'FR')]);
     sim.commitParent();
+    expect([...sim.parent.store.hashes.keys()]).toEqual(['ha2']);
+    expect([...sim.parent.store.logs.keys()].filter((k) => k.startsWith('h'))).toEqual(['hb2']);
     const before = sim.parent.actor.hotStatus();
-    sim.parent.crash();
+    await sim.parent.crash();
     expect(sim.parent.actor.lastSeq).toBe(5);
     expect(sim.parent.actor.hotStatus()).toEqual(before);
     expect(sim.parent.actor.hot.splits.get(HOT)!.buffer).toEqual([click('b', HOT, at(0, 2), 'FR')]);
@@ -446,10 +438,10 @@ describe('hot split: end to end against an independent truth (simulated subjects
           if (us.length) await sim.stepChild(us[Math.floor(rand() * us.length)]!);
         } else if (r < 0.86) sim.commitParent();
         else if (r < 0.92) for (const u of sim.children.values()) if (rand() < 0.5) sim.commitChild(u);
-        else if (r < 0.935) sim.parent.crash();
+        else if (r < 0.935) await sim.parent.crash();
         else if (r < 0.95) {
           const us = [...sim.children.values()];
-          if (us.length) us[Math.floor(rand() * us.length)]!.crash();
+          if (us.length) await us[Math.floor(rand() * us.length)]!.crash();
         } else {
           sim.clock.advance(Math.floor(rand() * 3000));
           sim.tick(sim.parent);

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ShardActor } from '../../src/actors/shard-actor.ts';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
@@ -178,5 +179,23 @@ describe('compileOptions: bad values fail with ADAGG_E_BAD_OPTION naming the opt
     const m = Math.floor(ts / 60_000);
     // One click from US; currently answered as 2.
     expect(actor.queryAd({ adId: 'a1', fromMinute: m, toMinute: m + 1, dim: 'country', value: 'US' }).minutes).toEqual([[m, 1]]);
+  });
+});
+
+describe('workers (ADAGG_WORKERS)', () => {
+  it('defaults to the cores this process may use', () => {
+    expect(compileOptions().workers).toBe(os.availableParallelism());
+    expect(DEFAULTS.workers).toBe(os.availableParallelism());
+  });
+
+  it('comes from ADAGG_WORKERS; 0 hosts actors on the main thread', () => {
+    expect(optionsFromEnv({ ADAGG_WORKERS: '3' })).toEqual({ workers: '3' });
+    expect(compileOptions(optionsFromEnv({ ADAGG_WORKERS: '3' })).workers).toBe(3);
+    expect(compileOptions(optionsFromEnv({ ADAGG_WORKERS: '0' })).workers).toBe(0);
+    expect(compileOptions({ workers: 256 }).workers).toBe(256);
+  });
+
+  it.each([['-1'], ['257'], ['two'], ['1.5']])('refuses %s naming the option', (v) => {
+    expect(failure(optionsFromEnv({ ADAGG_WORKERS: v }))).toMatchObject({ code: ErrorCode.BadOption, option: 'workers' });
   });
 });

@@ -1,4 +1,28 @@
-import { AdaggError, ErrorCode } from '../../errors.ts';
+/**
+ * The shard's click-id dedupe table: the 64-bit hashes of the click ids counted within the
+ * correction horizon, each with the event-time bucket it was last seen in, so a repeated click_id
+ * is counted once; plus the change log the actor persists as append-only blocks.
+ *
+ * ```ts
+ * const d = new ClickDedup({ bucketMinutes: ClickDedup.bucketMinutesFor(66) });
+ * d.addIfAbsent('click-1', 29_000_000); // true: count it
+ * d.addIfAbsent('click-1', 29_000_001); // false: a duplicate (now kept until bucket 29_000_001 expires)
+ * const { appends, dropped } = d.takeChanges(); // APPEND each block, DEL each dropped one
+ * const again = ClickDedup.fromBlocks(appends, { bucketMinutes: 1 }); // same ids, same buckets
+ * ```
+ *
+ * @module
+ */
+import {
+  EMPTY_KEY,
+  bytesLE,
+  checkOrderedSlots,
+  corrupt,
+  placeOrdered,
+  readBlocks,
+  readImage,
+  sortUniqueRecords,
+} from './dedup-sort.ts';
 
 /**
  * Number of hash bits kept per click id. Ids are never stored: two ids whose 64-bit hashes are
@@ -6,15 +30,6 @@ import { AdaggError, ErrorCode } from '../../errors.ts';
  */
 export const DEDUP_HASH_BITS = 64;
 
-/** Minute value that marks an empty slot. `addIfAbsent` rejects it, so it can never be a real minute. */
-const EMPTY = -2147483648;
-const MAX_LOAD = 0.6;
-/** After `expireBefore`, shrink while the load would stay at or below this (hysteresis vs. MAX_LOAD). */
-const SHRINK_LOAD = 0.15;
-const MIN_CAPACITY = 8;
-const MAX_CAPACITY = 2 ** 30; // keeps `& mask` in int32 range; 2^30 slots is already 12 GiB
-const DEFAULT_CAPACITY = 1024;
-const ENTRY_BYTES = 12; // u32 hi + u32 lo + i32 minute
 /** Seed of the murmur half; any constant works, it only has to stay fixed because snapshots store hashes. */
 export const MURMUR_SEED = 0x9e3779b9;
 
@@ -37,7 +52,7 @@ export function fnv1a32(s: string): number {
  * MurmurHash3 x86_32 over the UTF-16LE bytes of `s` (two code units per 32-bit block), equal to the
  * reference murmur3_32(Buffer.from(s, 'utf16le'), seed). Its multiply/rotate/avalanche structure
  * is unrelated to FNV's, which is why the pair behaves like one 64-bit hash for non-adversarial ids.
- * Its low bits also pick the table slot (fmix32 gives good low-bit diffusion; FNV's are weaker).
+ * Its high bits also pick the table slot (fmix32 diffuses every bit; FNV's are weaker).
  */
 export function murmur3_32(s: string, seed: number = MURMUR_SEED): number {
   let h = seed | 0;
@@ -67,51 +82,155 @@ export function collisionBound(n: number): number {
   return Math.min(1, (n * n) / 2 ** 65);
 }
 
-function corrupt(message: string, details?: Record<string, unknown>): AdaggError {
-  return new AdaggError(ErrorCode.SnapshotCorrupt, `click dedup snapshot: ${message}`, { details });
-}
+/** Tag residues: a slot's tag is 1 + (bucket mod 255); 0 marks an empty slot. */
+const RESIDUES = 255;
+/** Widest span of live buckets; below 255 so that live buckets have distinct tags (see the class doc). */
+const SPAN = 250;
+const MIN_CAPACITY = 1024;
+const MAX_CAPACITY = 2 ** 29; // 2^30 key words (4 GiB) is the largest Uint32Array worth making
+/** Load = ids / home slots, held in [0.76, 0.93] so that 9 bytes per slot stay under 12 per id. */
+const GROW_ABOVE = 0.93;
+const GROW_TO = 0.77;
+const SHRINK_BELOW = 0.76;
+const SHRINK_TO = 0.88;
+const RESTORE_LOAD = 0.85;
+const ENTRY_BYTES = 12; // toBytes: u32 h + u32 l + i32 minute
+const TWO_32 = 4294967296;
 
-/** Smallest power of two >= floor with `n` entries at load <= `load`. */
-function capacityFor(n: number, load: number, floor: number): number {
-  let cap = floor;
-  while (n > cap * load && cap < MAX_CAPACITY) cap *= 2;
+const mod255 = (x: number): number => ((x % RESIDUES) + RESIDUES) % RESIDUES;
+const tagOf = (bucket: number): number => mod255(bucket) + 1;
+/** Slots past the last home slot, so that runs near the end never wrap around. */
+const slackFor = (cap: number): number => 64 + (cap >>> 10);
+/** Slot count: home slots + slack, rounded up to whole 4-tag words. */
+const slotsFor = (cap: number, slack: number): number => (cap + slack + 3) & ~3;
+
+function capacityFor(n: number, load: number): number {
+  const cap = Math.max(MIN_CAPACITY, Math.ceil(n / load));
+  if (cap > MAX_CAPACITY) throw new RangeError(`ClickDedup is full (${n} ids)`);
   return cap;
 }
 
+/** Options of {@link ClickDedup}. */
+export interface ClickDedupOptions {
+  /**
+   * Minutes per event-time bucket: ids are kept, persisted and expired per bucket, and the live
+   * buckets must fit in 250 of them; derive it with {@link ClickDedup.bucketMinutesFor}.
+   * @default 1
+   */
+  bucketMinutes?: number;
+  /** Home slots to start with (at least 1024); pre-sizing for a known count skips growth steps. @default 1024 */
+  initialCapacity?: number;
+}
+
+/** One persisted block: ids recorded in one bucket, as 8-byte records (u32 h LE, u32 l LE). */
+export interface DedupBlock {
+  /** First minute of the bucket (bucket * bucketMinutes): the block's key. */
+  block: number;
+  bytes: Uint8Array;
+}
+
+/** What {@link ClickDedup.takeChanges} hands to the store, both in ascending block order. */
+export interface DedupChanges {
+  /** Records to append to each block. */
+  appends: DedupBlock[];
+  /** Blocks that expired: delete them. Never also in `appends`. */
+  dropped: number[];
+}
+
 /**
- * Set of click ids (as 64-bit hashes) with the event minute each was last seen at, so a shard can
- * count every click once within its time horizon and then forget it via {@link expireBefore}.
- * Open addressing with linear probing over three parallel typed arrays: 12 bytes per slot,
- * 20-40 bytes per id at load 0.3-0.6, and nothing for the GC to trace.
+ * Set of click ids (as 64-bit hashes) with the event-time bucket each was last seen in, so a shard
+ * counts every click once within its horizon, forgets it per bucket, and persists it incrementally.
+ *
+ * **An ordered Robin Hood table.** The key is (l, h) as one unsigned 64-bit number, l =
+ * `murmur3_32` high. Its home slot `floor(l * cap / 2^32)` is monotone in l, and each entry sits at
+ * max(home, previous entry + 1), so occupied slots are sorted by key. That order is what makes it
+ * cheap: a miss stops at the first larger key; an insert shifts the rest of its run one slot right;
+ * expiry, growth and shrinking are one left-to-right pass that re-seats survivors (no rehash, no
+ * tombstones); a restore from blocks is a radix sort plus a linear fill. The capacity need not be a
+ * power of two, and `cap/1024 + 64` spare slots at the end replace wrap-around. Keys are
+ * interleaved, [l, h] per slot in one Uint32Array, and an empty slot holds the largest key, so a
+ * lookup reads one line of keys and no tag (the key scan stops at an empty slot by itself).
+ *
+ * **Tags.** One byte per slot: 0 = empty, else 1 + (bucket mod 255), decoded as the bucket in
+ * [lo, lo + 254] with that residue, lo being the lowest live bucket: max(expiry floor, newest
+ * bucket - 250). So an id over 250 buckets older than the newest one held counts as expired, and a
+ * jump that far ahead expires what it leaves behind. A caller whose horizon fits in 248 buckets
+ * ({@link ClickDedup.bucketMinutesFor}) never sees this: its watermark has passed those buckets
+ * (such jumps only follow long idle gaps). Both rules depend on the held ids and the floor only,
+ * which is why {@link fromBlocks} rebuilds a table that behaves identically.
+ *
+ * **12 bytes per id.** 8 key bytes + 1 tag = 9 bytes per slot, so the load (ids per home slot) is
+ * kept in [0.76, 0.93]: grow past 0.93 to 0.77, shrink below 0.76 (after expiry) to 0.88, restore
+ * at 0.85. That bounds {@link byteLength} / {@link size} by 9 / 0.76 plus the slack, under 12 for
+ * any table past 65,536 ids (unless pre-sized larger). The price is insert speed: at that load an
+ * insert shifts ~27 slots on average, and growth steps of 1.21x re-seat each id ~6 times. The hashes
+ * are kept whole, so the false-duplicate probability stays at most n^2/2^65 ({@link collisionBound}).
+ *
+ * **Persistence.** Each id stored or moved to a later bucket is also logged for that bucket's
+ * block; {@link takeChanges} hands out the logs and the expired blocks, {@link fromBlocks} rebuilds
+ * the table from the blocks, and {@link toBytes} / {@link fromBytes} keep the whole-table image.
  */
 export class ClickDedup {
-  #hi: Uint32Array;
-  #lo: Uint32Array;
-  #min: Int32Array;
-  #mask: number;
+  readonly #g: number;
+  #cap: number;
+  #slack: number;
+  #scale: number; // cap / 2^32: home(l) = (l * scale) | 0, which is always <= cap - 1
   #growAt: number;
+  #keys: Uint32Array;
+  #tags: Uint8Array;
+  #tagWords: Int32Array; // #tags four at a time
   #size = 0;
-  readonly #minCapacity: number;
+  #floor = -Infinity; // highest bucket expireBefore has cut below
+  #lo = -Infinity; // lowest live bucket: max(#floor, #top - SPAN)
+  #rot = 0; // lo mod 255
+  #top = -Infinity; // newest bucket held; -Infinity when empty
+  readonly #count = new Int32Array(256); // ids per tag
+  readonly #used = new Uint8Array(256); // per tag: its live block has records, persisted or pending
+  readonly #logs = new Array<Uint32Array | undefined>(256); // pending (h, l) per tag
+  readonly #logLen = new Int32Array(256); // u32 words used in #logs
+  #dropped: number[] = [];
 
-  /** @param initialCapacity slot count, a power of two in [8, 2^30]; also the floor for shrinking. */
-  constructor(initialCapacity: number = DEFAULT_CAPACITY) {
-    const c = initialCapacity;
-    if (!Number.isInteger(c) || c < MIN_CAPACITY || c > MAX_CAPACITY || (c & (c - 1)) !== 0) {
-      throw new RangeError(`ClickDedup capacity must be a power of two in [${MIN_CAPACITY}, 2^30], got ${c}`);
+  constructor(opts: ClickDedupOptions = {}) {
+    const g = opts.bucketMinutes ?? 1, c = opts.initialCapacity ?? MIN_CAPACITY;
+    if (!Number.isInteger(g) || g < 1 || g > 2 ** 31) {
+      throw new RangeError(`bucketMinutes must be an integer in [1, 2^31], got ${g}`);
     }
-    this.#minCapacity = c;
-    this.#hi = new Uint32Array(c);
-    this.#lo = new Uint32Array(c);
-    this.#min = new Int32Array(c).fill(EMPTY);
-    this.#mask = c - 1;
-    this.#growAt = Math.floor(c * MAX_LOAD);
+    if (!Number.isInteger(c) || c < 1 || c > MAX_CAPACITY) {
+      throw new RangeError(`initialCapacity must be an integer in [1, 2^29], got ${c}`);
+    }
+    this.#g = g;
+    this.#cap = Math.max(MIN_CAPACITY, c);
+    this.#slack = slackFor(this.#cap);
+    this.#scale = this.#cap / TWO_32;
+    this.#growAt = Math.floor(this.#cap * GROW_ABOVE);
+    this.#tags = new Uint8Array(slotsFor(this.#cap, this.#slack));
+    this.#keys = new Uint32Array(2 * this.#tags.length).fill(EMPTY_KEY);
+    this.#tagWords = new Int32Array(this.#tags.buffer);
+  }
+
+  /**
+   * Smallest bucket size g >= 1 with ceil(spanMinutes / g) + 2 <= 250, for a caller whose ids span
+   * `spanMinutes` (retention + max future + lateness): its live buckets then fit the tags' window.
+   */
+  static bucketMinutesFor(spanMinutes: number): number {
+    if (!Number.isFinite(spanMinutes) || spanMinutes < 0) throw new RangeError(`bad span ${spanMinutes}`);
+    let g = Math.max(1, Math.ceil(spanMinutes / (SPAN - 2)));
+    while (g > 1 && Math.ceil(spanMinutes / (g - 1)) + 2 <= SPAN) g--;
+    while (Math.ceil(spanMinutes / g) + 2 > SPAN) g++;
+    return g;
+  }
+
+  /** Minutes per bucket. */
+  get bucketMinutes(): number {
+    return this.#g;
   }
 
   /**
    * Records `clickId` at `minute` and returns true if it was absent; returns false for a duplicate.
-   * On a duplicate the stored minute becomes max(stored, minute): the id is then kept as long as
-   * any sighting of it is inside the horizon, so a replay can't be re-admitted early.
-   * @param minute minutes since the epoch; an int32 other than -2^31.
+   * On a duplicate the stored bucket becomes max(stored, bucket of minute): the id is then kept as
+   * long as any sighting of it is inside the horizon, so a replay can't be re-admitted early.
+   * A minute in an expired bucket returns whether the id is absent and stores nothing.
+   * @param minute minutes since the epoch, an int32.
    */
   addIfAbsent(clickId: string, minute: number): boolean {
     return this.addHashed(fnv1a32(clickId), murmur3_32(clickId), minute);
@@ -122,25 +241,59 @@ export class ClickDedup {
    * a caller that first checks and later records (the shard actor) hashes each id once.
    */
   addHashed(h: number, l: number, minute: number): boolean {
-    if ((minute | 0) !== minute || minute === EMPTY) throw new RangeError(`bad minute ${minute}`);
-    const his = this.#hi, los = this.#lo, mins = this.#min, mask = this.#mask;
-    for (let i = l & mask; ; i = (i + 1) & mask) {
-      const m = mins[i]!;
-      if (m === EMPTY) {
-        if (this.#size >= this.#growAt) {
-          // This insert would push the load past MAX_LOAD: double first, then probe the new table.
-          if (mask + 1 >= MAX_CAPACITY) throw new RangeError(`ClickDedup is full (${this.#size} ids)`);
-          this.#resize((mask + 1) * 2);
-          return this.#insertNew(h, l, minute);
+    if ((minute | 0) !== minute) throw new RangeError(`bad minute ${minute}`);
+    (h >>>= 0), (l >>>= 0);
+    const b = Math.floor(minute / this.#g);
+    if (b < this.#lo) return this.#find(h, l) < 0; // already expired: count it, keep nothing
+    if (b > this.#top) this.#raiseTop(b);
+    const x = b - this.#lo + this.#rot, tag = (x >= RESIDUES ? x - RESIDUES : x) + 1; // tagOf(b) without fmod
+    for (;;) {
+      const keys = this.#keys, tags = this.#tags;
+      // The key and the tag are read together so that their cache misses overlap.
+      let i = (l * this.#scale) | 0, kl = keys[2 * i]!, t = tags[i]!;
+      while (t !== 0 && (kl < l || (kl === l && keys[2 * i + 1]! < h))) (kl = keys[2 * ++i]!), (t = tags[i]!);
+      if (t !== 0 && kl === l && keys[2 * i + 1] === h) {
+        if (this.#bucketOf(t) < b) {
+          tags[i] = tag;
+          this.#count[t]!--;
+          this.#count[tag]!++;
+          this.#record(tag, h, l);
         }
-        (his[i] = h), (los[i] = l), (mins[i] = minute);
-        this.#size++;
-        return true;
-      }
-      if (los[i] === l && his[i] === h) {
-        if (minute > m) mins[i] = minute;
         return false;
       }
+      if (this.#size >= this.#growAt) {
+        this.#rebuild(capacityFor(this.#size + 1, GROW_TO), this.#lo);
+        continue;
+      }
+      let e = i; // the first empty slot from i: four tags at a time once aligned
+      if (t !== 0) {
+        for (e = i + 1; (e & 3) !== 0 && tags[e] !== 0; ) e++;
+        if ((e & 3) === 0) {
+          const words = this.#tagWords;
+          let w = e >>> 2;
+          for (let v = words[w]!; ((v - 0x01010101) & ~v & 0x80808080) === 0; v = words[++w]!); // no zero byte in v
+          for (e = w << 2; tags[e] !== 0; ) e++;
+        }
+      }
+      if (e >= tags.length - 1) {
+        // The run would fill the last slot, which stays empty so that scans need no bound: resize.
+        const cap = Math.max(this.#cap, capacityFor(this.#size + 1, GROW_TO));
+        this.#rebuild(cap, this.#lo, cap === this.#cap ? 2 * this.#slack : slackFor(cap));
+        continue;
+      }
+      if (e - i > 8) {
+        keys.copyWithin(2 * i + 2, 2 * i, 2 * e);
+        tags.copyWithin(i + 1, i, e);
+      } else {
+        for (let j = e; j > i; j--) {
+          (keys[2 * j] = keys[2 * j - 2]!), (keys[2 * j + 1] = keys[2 * j - 1]!), (tags[j] = tags[j - 1]!);
+        }
+      }
+      (keys[2 * i] = l), (keys[2 * i + 1] = h), (tags[i] = tag);
+      this.#size++;
+      this.#count[tag]!++;
+      this.#record(tag, h, l);
+      return true;
     }
   }
 
@@ -151,7 +304,7 @@ export class ClickDedup {
 
   /** `has` for precomputed hashes (see addHashed). */
   hasHashed(h: number, l: number): boolean {
-    return this.#find(h, l) >= 0;
+    return this.#find(h >>> 0, l >>> 0) >= 0;
   }
 
   /** Number of ids held. */
@@ -159,115 +312,251 @@ export class ClickDedup {
     return this.#size;
   }
 
-  /** Bytes held by the typed arrays (12 per slot). */
+  /** Bytes of the table's typed arrays: 9 per slot (8 key + 1 tag). */
   get byteLength(): number {
-    return this.#hi.byteLength + this.#lo.byteLength + this.#min.byteLength;
+    return this.#keys.byteLength + this.#tags.byteLength;
+  }
+
+  /** Bytes of the pending block logs (8 per logged id, up to twice that while growing); takeChanges hands them out. */
+  get pendingByteLength(): number {
+    let n = 0;
+    for (const log of this.#logs) n += log?.byteLength ?? 0;
+    return n;
   }
 
   /**
-   * Drops every id whose minute is < `minMinute` and returns how many were dropped. O(capacity) and
-   * in place (no second full-size table); only when the load falls below 0.15 is a smaller one allocated.
+   * Drops every id whose bucket is < floor(minMinute / bucketMinutes), i.e. whose whole bucket lies
+   * before `minMinute`, and returns how many were dropped; their blocks go to the next
+   * takeChanges' `dropped`. The floor only rises: a lower `minMinute` than before does nothing.
+   * O(capacity) when ids are dropped (one in-place pass, or into a smaller table below load 0.76).
    */
   expireBefore(minMinute: number): number {
     if (Number.isNaN(minMinute)) throw new RangeError('minMinute is NaN');
-    const his = this.#hi, los = this.#lo, mins = this.#min, mask = this.#mask;
-    // Start right after a slot that was empty before we began: no probe run wraps past it, so each
-    // entry's home slot is visited before the entry itself (load <= 0.6 guarantees such a slot).
-    let start = 0;
-    while (mins[start] !== EMPTY) start++;
-    let dropped = 0;
-    for (let n = 1; n <= mask + 1; n++) {
-      const i = (start + n) & mask;
-      const m = mins[i]!;
-      if (m === EMPTY) continue;
-      if (m < minMinute) {
-        mins[i] = EMPTY;
-        dropped++;
-        continue;
-      }
-      if (dropped === 0) continue; // nothing cleared yet, so nothing before i can have opened a gap
-      // Re-seat the survivor at the first free slot from its home; runs only ever shrink, so the
-      // entries already re-seated stay reachable.
-      let j = los[i]! & mask;
-      while (j !== i && mins[j] !== EMPTY) j = (j + 1) & mask;
-      if (j !== i) {
-        (his[j] = his[i]!), (los[j] = los[i]!), (mins[j] = m);
-        mins[i] = EMPTY;
-      }
-    }
-    this.#size -= dropped;
-    // Shrink once load < SHRINK_LOAD, to a table at load (SHRINK_LOAD, 2*SHRINK_LOAD]: memory follows
-    // the live set, and the gap to MAX_LOAD keeps grow/shrink from alternating.
-    const target = capacityFor(this.#size, 2 * SHRINK_LOAD, this.#minCapacity);
-    if (target <= mask) this.#resize(target);
-    return dropped;
+    const f = Math.floor(minMinute / this.#g);
+    if (!(f > this.#floor)) return 0;
+    this.#floor = f;
+    return f > this.#lo ? this.#dropBelow(f) : 0;
   }
 
-  /** Occupied entries only, little-endian: u32 count, then count x (u32 hi, u32 lo, i32 minute). */
+  /**
+   * Returns, and forgets, what the store must do since the last call: append the records logged
+   * per live block (in the order logged), delete the blocks that expired. Applying every result in
+   * order to a block store keeps {@link fromBlocks} of that store equal to this table. On
+   * little-endian platforms each `bytes` is a view of the log itself (no copy).
+   */
+  takeChanges(): DedupChanges {
+    const appends: DedupBlock[] = [];
+    // Live blocks lie in [lo, top], at most 251 of them; an empty table has none (lo may be -Infinity).
+    for (let b = this.#lo; this.#size > 0 && b <= this.#top; b++) {
+      const t = tagOf(b), n = this.#logLen[t]!;
+      if (n === 0) continue;
+      appends.push({ block: b * this.#g, bytes: bytesLE(this.#logs[t]!, n) });
+      this.#logs[t] = undefined;
+      this.#logLen[t] = 0;
+    }
+    const dropped = this.#dropped;
+    this.#dropped = [];
+    return { appends, dropped };
+  }
+
+  /** Every live block (ascending) that has records, persisted or pending: what the store should hold. */
+  blocks(): number[] {
+    const out: number[] = [];
+    for (let b = this.#lo; this.#size > 0 && b <= this.#top; b++) if (this.#used[tagOf(b)] === 1) out.push(b * this.#g);
+    return out;
+  }
+
+  /**
+   * Rebuilds the table whose takeChanges() produced `blocks` (each block's records in any order
+   * and split in any way): an id in several blocks gets the highest. Blocks below `minMinute`'s
+   * bucket (pass the highest minMinute given to expireBefore), or over 250 buckets below the newest,
+   * are ignored. The result has no pending changes. Sorts with typed arrays (dedup-sort.ts) and
+   * fills the table in one pass: tens of millions of ids per second.
+   * @throws AdaggError `ADAGG_E_SNAPSHOT_CORRUPT` if a block number is not a multiple of
+   * bucketMinutes or a block's byte length is not a multiple of 8.
+   */
+  static fromBlocks(blocks: Iterable<DedupBlock>, opts: { bucketMinutes?: number; minMinute?: number } = {}): ClickDedup {
+    const d = new ClickDedup({ bucketMinutes: opts.bucketMinutes ?? 1 });
+    if (opts.minMinute !== undefined && Number.isNaN(opts.minMinute)) throw new RangeError('minMinute is NaN');
+    const floor = opts.minMinute === undefined ? -Infinity : Math.floor(opts.minMinute / d.#g);
+    const r = readBlocks(blocks, d.#g, floor, SPAN);
+    d.#load(r.keys, r.offs, r.n, floor, r.lo, r.top);
+    for (const b of r.buckets) d.#used[tagOf(b)] = 1;
+    return d;
+  }
+
+  /**
+   * Whole-table image: little-endian u32 count, then per id (in key order) u32 h, u32 l, i32 minute,
+   * the first minute of its bucket. The format of hot-ad final reports (ID_BYTES = 12).
+   */
   toBytes(): Uint8Array {
-    const out = new Uint8Array(4 + this.#size * ENTRY_BYTES);
-    const dv = new DataView(out.buffer);
+    const out = new Uint8Array(4 + this.#size * ENTRY_BYTES), dv = new DataView(out.buffer);
     dv.setUint32(0, this.#size, true);
-    const his = this.#hi, los = this.#lo, mins = this.#min;
-    let o = 4;
-    for (let i = 0; i < mins.length; i++) {
-      const m = mins[i]!;
-      if (m === EMPTY) continue;
-      dv.setUint32(o, his[i]!, true);
-      dv.setUint32(o + 4, los[i]!, true);
-      dv.setInt32(o + 8, m, true);
+    const minuteOf = new Float64Array(256); // clamped: a bucket's first minute can precede -2^31
+    for (let t = 1; t < 256; t++) minuteOf[t] = Math.max(-(2 ** 31), this.#bucketOf(t) * this.#g);
+    const keys = this.#keys, tags = this.#tags;
+    for (let i = 0, o = 4; i < tags.length; i++) {
+      const t = tags[i]!;
+      if (t === 0) continue;
+      dv.setUint32(o, keys[2 * i + 1]!, true);
+      dv.setUint32(o + 4, keys[2 * i]!, true);
+      dv.setInt32(o + 8, minuteOf[t]!, true);
       o += ENTRY_BYTES;
     }
     return out;
   }
 
-  /** Inverse of {@link toBytes}. Throws AdaggError `ADAGG_E_SNAPSHOT_CORRUPT` on a malformed buffer. */
-  static fromBytes(bytes: Uint8Array): ClickDedup {
-    if (bytes.byteLength < 4) throw corrupt(`${bytes.byteLength} bytes, need at least 4`);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const count = dv.getUint32(0, true);
-    const expected = 4 + count * ENTRY_BYTES;
-    if (bytes.byteLength !== expected) {
-      throw corrupt(`${count} entries need ${expected} bytes, got ${bytes.byteLength}`, { count });
-    }
-    if (count > MAX_CAPACITY * MAX_LOAD) throw corrupt(`${count} entries exceed the table limit`, { count });
-    const d = new ClickDedup(capacityFor(count, MAX_LOAD, DEFAULT_CAPACITY));
-    for (let k = 0, o = 4; k < count; k++, o += ENTRY_BYTES) {
-      const h = dv.getUint32(o, true), l = dv.getUint32(o + 4, true), m = dv.getInt32(o + 8, true);
-      if (m === EMPTY) throw corrupt(`entry ${k} has the empty-slot minute`, { entry: k });
-      if (!d.#insertNew(h, l, m)) throw corrupt(`entry ${k} repeats a hash`, { entry: k });
-    }
+  /**
+   * Inverse of {@link toBytes}, entries in any order, bucketed by `opts.bucketMinutes`. Entries over
+   * 250 buckets below the newest are dropped as expired. Every id is pending for its block (the
+   * image is in no block store yet), so the next takeChanges writes the whole table out.
+   * @throws AdaggError `ADAGG_E_SNAPSHOT_CORRUPT` on a malformed buffer or a repeated hash.
+   */
+  static fromBytes(bytes: Uint8Array, opts: { bucketMinutes?: number } = {}): ClickDedup {
+    const d = new ClickDedup({ bucketMinutes: opts.bucketMinutes ?? 1 });
+    const r = readImage(bytes, d.#g, SPAN, MAX_CAPACITY * GROW_ABOVE);
+    if (d.#load(r.keys, r.offs, r.n, -Infinity, r.lo, r.top) < r.n) throw corrupt('an entry repeats a hash');
+    for (let t = 1; t < 256; t++) if (d.#count[t]! > 0) d.#logs[t] = new Uint32Array(2 * d.#count[t]!);
+    const keys = d.#keys, tags = d.#tags;
+    for (let i = 0; i < tags.length; i++) if (tags[i] !== 0) d.#record(tags[i]!, keys[2 * i + 1]!, keys[2 * i]!);
     return d;
   }
 
-  /** Slot of (h, l), or -1. */
-  #find(h: number, l: number): number {
-    const his = this.#hi, los = this.#lo, mins = this.#min, mask = this.#mask;
-    for (let i = l & mask; ; i = (i + 1) & mask) {
-      if (mins[i] === EMPTY) return -1;
-      if (los[i] === l && his[i] === h) return i;
+  /**
+   * Checks every internal invariant (slot order and placement, see checkOrderedSlots; buckets in
+   * [lo, top]; counts, size, lo) and throws an Error naming the first violation. For tests: O(capacity).
+   */
+  checkInvariant(): void {
+    const fail = (what: string): never => {
+      throw new Error(`ClickDedup invariant: ${what}`);
+    };
+    const count = new Int32Array(256);
+    if (this.#tags.length !== slotsFor(this.#cap, this.#slack)) fail('slot count');
+    const bad = checkOrderedSlots(this.#keys, this.#tags, this.#cap, count);
+    if (bad !== null) fail(bad);
+    let size = 0, top = -Infinity;
+    for (let t = 1; t < 256; t++) {
+      if (count[t] !== this.#count[t]) fail(`count of tag ${t}: ${this.#count[t]}, counted ${count[t]}`);
+      if (count[t] === 0) continue;
+      (size += count[t]!), (top = Math.max(top, this.#bucketOf(t)));
+      if (this.#bucketOf(t) > this.#top) fail(`tag ${t} is bucket ${this.#bucketOf(t)}, past the newest ${this.#top}`);
+    }
+    if (size !== this.#size) fail(`size ${this.#size}, counted ${size}`);
+    if (top !== this.#top) fail(`newest bucket ${this.#top}, found ${top}`);
+    if (this.#lo !== Math.max(this.#floor, this.#top - SPAN)) fail(`lo ${this.#lo}`);
+    if (size > 0 && this.#rot !== mod255(this.#lo)) fail(`rot ${this.#rot}`);
+    for (let t = 0; t < 256; t++) {
+      if (this.#logLen[t]! > 0 && this.#used[t] !== 1) fail(`tag ${t} has a log but no block`);
+      if (size === 0 && this.#used[t] !== 0) fail(`empty table with a block of tag ${t}`);
     }
   }
 
-  /** Inserts a hash known not to need growth; false if it is already present. */
-  #insertNew(h: number, l: number, m: number): boolean {
-    const his = this.#hi, los = this.#lo, mins = this.#min, mask = this.#mask;
-    let i = l & mask;
-    for (; mins[i] !== EMPTY; i = (i + 1) & mask) if (los[i] === l && his[i] === h) return false;
-    (his[i] = h), (los[i] = l), (mins[i] = m);
-    this.#size++;
-    return true;
+  /** Slot of (h, l), or -1. Reads keys only (empty slots hold EMPTY_KEY): one cache line, mostly. */
+  #find(h: number, l: number): number {
+    const keys = this.#keys;
+    for (let i = (l * this.#scale) | 0; ; i++) {
+      const kl = keys[2 * i]!;
+      if (kl < l) continue;
+      if (kl > l) return -1;
+      const kh = keys[2 * i + 1]!;
+      if (kh < h) continue;
+      return kh === h && (kh !== EMPTY_KEY || kl !== EMPTY_KEY || this.#tags[i] !== 0) ? i : -1;
+    }
   }
 
-  /** Rehashes into fresh arrays of `capacity` slots (which must hold the ids at load <= MAX_LOAD). */
-  #resize(capacity: number): void {
-    const his = this.#hi, los = this.#lo, mins = this.#min;
-    this.#hi = new Uint32Array(capacity);
-    this.#lo = new Uint32Array(capacity);
-    this.#min = new Int32Array(capacity).fill(EMPTY);
-    this.#mask = capacity - 1;
-    this.#growAt = Math.floor(capacity * MAX_LOAD);
-    this.#size = 0;
-    for (let i = 0; i < mins.length; i++) if (mins[i] !== EMPTY) this.#insertNew(his[i]!, los[i]!, mins[i]!);
+
+  /** Bucket that tag `t` (1..255) stands for: the one in [lo, lo + 254] congruent to t - 1 mod 255. */
+  #bucketOf(t: number): number {
+    const x = t - 1 - this.#rot;
+    return this.#lo + (x < 0 ? x + RESIDUES : x);
+  }
+
+  /** Logs (h, l) for the block of tag `t`. */
+  #record(t: number, h: number, l: number): void {
+    let log = this.#logs[t];
+    const n = this.#logLen[t]!;
+    if (log === undefined || n === log.length) {
+      const bigger = new Uint32Array(Math.max(64, 2 * n));
+      if (log !== undefined) bigger.set(log);
+      this.#logs[t] = log = bigger;
+    }
+    (log[n] = h), (log[n + 1] = l), (this.#logLen[t] = n + 2), (this.#used[t] = 1);
+  }
+
+  /** `b` becomes the newest bucket; buckets over SPAN below it expire first (see the class doc). */
+  #raiseTop(b: number): void {
+    const lo = Math.max(this.#floor, b - SPAN);
+    if (lo > this.#lo) this.#dropBelow(lo);
+    this.#top = b;
+  }
+
+  /** Expires the buckets in [lo, newLo) and makes newLo the lowest live bucket; returns the ids dropped. */
+  #dropBelow(newLo: number): number {
+    let dropped = 0;
+    for (let b = this.#lo; this.#size > 0 && b < Math.min(newLo, this.#top + 1); b++) dropped += this.#count[tagOf(b)]!;
+    if (dropped > 0) {
+      const left = this.#size - dropped;
+      const cap = left < this.#cap * SHRINK_BELOW ? capacityFor(left, SHRINK_TO) : this.#cap;
+      this.#rebuild(cap, newLo, cap === this.#cap ? this.#slack : slackFor(cap));
+      if (left === 0) this.#top = -Infinity;
+    }
+    for (let b = this.#lo; b > -Infinity && b < Math.min(newLo, this.#lo + RESIDUES); b++) {
+      const t = tagOf(b);
+      if (this.#used[t] === 0) continue;
+      this.#dropped.push(b * this.#g);
+      (this.#used[t] = 0), (this.#logs[t] = undefined), (this.#logLen[t] = 0);
+    }
+    this.#lo = newLo;
+    this.#rot = mod255(newLo);
+    return dropped;
+  }
+
+  /**
+   * Keeps the ids whose bucket is >= keepFrom, in a table of `cap` home slots + `slack`: one
+   * left-to-right pass (placeOrdered). Order is preserved, so this is the whole of expiry, growth
+   * and shrinking; in place when the shape is unchanged.
+   */
+  #rebuild(cap: number, keepFrom: number, slack: number = slackFor(cap)): void {
+    let drop: Uint8Array | null = null;
+    if (this.#size > 0 && keepFrom > this.#lo) {
+      drop = new Uint8Array(256);
+      for (let t = 1; t < 256; t++) if (this.#bucketOf(t) < keepFrom) (drop[t] = 1), (this.#count[t] = 0);
+    }
+    for (; ; slack *= 2) {
+      const inPlace = cap === this.#cap && slack === this.#slack, m = slotsFor(cap, slack);
+      const keys = inPlace ? this.#keys : new Uint32Array(2 * m), tags = inPlace ? this.#tags : new Uint8Array(m);
+      const kept = placeOrdered(this.#keys, this.#tags, drop, cap, keys, tags);
+      if (kept < 0) continue;
+      this.#install(cap, slack, keys, tags);
+      this.#size = kept;
+      return;
+    }
+  }
+
+  #install(cap: number, slack: number, keys: Uint32Array, tags: Uint8Array): void {
+    (this.#cap = cap), (this.#slack = slack), (this.#scale = cap / TWO_32), (this.#growAt = Math.floor(cap * GROW_ABOVE));
+    (this.#keys = keys), (this.#tags = tags), (this.#tagWords = new Int32Array(tags.buffer, tags.byteOffset, tags.length >>> 2));
+  }
+
+  /**
+   * Fills this empty table from `n` unsorted records (keys[2i] = l, keys[2i+1] = h, offs[i] =
+   * bucket - lo), a repeated key getting its highest bucket, at load 0.85. Returns the ids held.
+   */
+  #load(keys: Uint32Array, offs: Uint8Array, n: number, floor: number, lo: number, top: number): number {
+    const cap = capacityFor(n, RESTORE_LOAD);
+    let slack = slackFor(cap), m = slotsFor(cap, slack), dk = new Uint32Array(2 * m), dt = new Uint8Array(m);
+    const u = sortUniqueRecords(keys, offs, n, dk, dt), tagAt = new Uint8Array(SPAN + 1); // the table is the scratch
+    for (let o = 0; o <= SPAN; o++) tagAt[o] = tagOf(lo + o);
+    for (let i = 0; i < u; i++) this.#count[(offs[i] = tagAt[offs[i]!]!)]!++;
+    offs.fill(0, u);
+    dt.fill(0);
+    while (placeOrdered(keys, offs, null, cap, dk, dt) < 0) {
+      (slack *= 2), (m = slotsFor(cap, slack)), (dk = new Uint32Array(2 * m)), (dt = new Uint8Array(m));
+    }
+    this.#install(cap, slack, dk, dt);
+    (this.#size = u), (this.#floor = floor), (this.#top = u > 0 ? top : -Infinity), (this.#lo = u > 0 ? lo : floor);
+    this.#rot = mod255(this.#lo);
+    if (u < cap * SHRINK_BELOW && cap > MIN_CAPACITY) this.#rebuild(capacityFor(u, RESTORE_LOAD), this.#lo); // many repeats
+    return u;
   }
 }

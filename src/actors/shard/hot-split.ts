@@ -4,6 +4,7 @@ import type { ClickDedup } from './click-dedup.ts';
 import { decodeBatch, encodeBatch } from '../../model/batch-codec.ts';
 import type { Click } from '../../model/click.ts';
 import { childOf, ID_BYTES, type HotControl, type ReportRow } from '../../model/hot-messages.ts';
+import type { StateOp, StateReader } from '../../model/shard-state.ts';
 
 /**
  * Hot-ad splitting, the state a shard actor keeps for it (the handlers live in shard-actor.ts).
@@ -47,6 +48,10 @@ export interface SplitRecord {
   lastAbs: Map<string, number>;
   /** Draining: the ad's clicks that arrived on the parent after U, counted once every child is final. */
   buffer: Click[];
+  /** Persistence: lastAbs keys set / removed, and buffered clicks, since the last commit. */
+  changedAbs: Set<string>;
+  removedAbs: Set<string>;
+  bufferNew: Click[];
 }
 
 /** What applying a control message did; the host acts on it (routes, units, markers, reports). */
@@ -101,9 +106,35 @@ export interface HotChildSpec {
 const key = (k: number, minute: number, dim: string | null, value: string | null): string =>
   `${k}\u0000${minute}\u0000${dim ?? ''}\u0000${value ?? ''}`;
 
+const absPart = (gen: number): string => `ha${gen}`;
+const bufferPart = (gen: number): string => `hb${gen}`;
+
+/** A length-prefixed chunk of a log part (u32 little-endian length, then the bytes). */
+function frame(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + bytes.byteLength);
+  new DataView(out.buffer).setUint32(0, bytes.byteLength, true);
+  out.set(bytes, 4);
+  return out;
+}
+
+function unframe(log: Uint8Array): Click[] {
+  const out: Click[] = [];
+  const dv = new DataView(log.buffer, log.byteOffset, log.byteLength);
+  for (let o = 0; o < log.byteLength; ) {
+    if (o + 4 > log.byteLength) throw new Error('truncated frame');
+    const n = dv.getUint32(o, true);
+    if (o + 4 + n > log.byteLength) throw new Error('truncated frame');
+    for (const c of decodeBatch(log.subarray(o + 4, o + 4 + n))) out.push(c);
+    o += 4 + n;
+  }
+  return out;
+}
+
 export class HotState {
   readonly splits = new Map<string, SplitRecord>();
   retired: RetiredSplit[] = [];
+  /** Splits retired since the last commit: their parts are deleted by it. */
+  private retiredGens: number[] = [];
   /** Child only: the end marker was applied. */
   childEnded = false;
   /** Bumped by every change the host must act on (routes, units, end markers). */
@@ -167,6 +198,9 @@ export class HotState {
       finalParts: Array.from({ length: children }, () => ({ parts: 0, got: [] })),
       lastAbs: new Map(),
       buffer: [],
+      changedAbs: new Set(),
+      removedAbs: new Set(),
+      bufferNew: [],
     });
     this.version++;
     return true;
@@ -190,6 +224,7 @@ export class HotState {
       const r = this.splits.get(c.ad_id)!;
       if (r.state === 'draining') {
         r.buffer.push(c);
+        r.bufferNew.push(c);
         continue;
       }
       const k = childOf(c.click_id, r.children);
@@ -226,7 +261,13 @@ export class HotState {
    * Returns the dedupe entries it carries and whether every child is now final (the split is over).
    */
   acceptReport(rec: SplitRecord, rep: Extract<HotControl, { kind: 'report' }>): { ids: Uint8Array | undefined; complete: boolean } {
-    for (const [minute, dim, value, n] of rep.rows) rec.lastAbs.set(key(rep.k, minute, dim, value), n);
+    for (const [minute, dim, value, n] of rep.rows) {
+      const kk = key(rep.k, minute, dim, value);
+      if (rec.lastAbs.get(kk) === n) continue;
+      rec.lastAbs.set(kk, n);
+      rec.changedAbs.add(kk);
+      rec.removedAbs.delete(kk);
+    }
     const fp = rec.finalParts[rep.k]!;
     if (rep.final) {
       fp.parts = rep.parts;
@@ -242,6 +283,7 @@ export class HotState {
   /** Ends a split whose children are all final; returns its buffered clicks (to be counted now). */
   retire(rec: SplitRecord): Click[] {
     this.splits.delete(rec.ad);
+    this.retiredGens.push(rec.gen);
     this.retired.push({ ad: rec.ad, gen: rec.gen, children: rec.children });
     this.version++;
     return rec.buffer;
@@ -257,35 +299,107 @@ export class HotState {
     for (const r of this.splits.values()) {
       for (const k of r.lastAbs.keys()) {
         const m = Number(k.split('\u0000', 2)[1]);
-        if (m < minute) r.lastAbs.delete(k);
+        if (m < minute) {
+          r.lastAbs.delete(k);
+          r.changedAbs.delete(k);
+          r.removedAbs.add(k);
+        }
       }
     }
   }
 
-  encode(): unknown[] {
-    const splits = [...this.splits.values()].map((r) => {
-      const abs: Array<string | number | null> = [];
-      for (const [k, n] of r.lastAbs) {
-        const [child, minute, dim, value] = k.split('\u0000');
-        abs.push(Number(child), Number(minute), dim || null, dim ? value! : null, n);
+  /**
+   * Changes to persist since the last call: per split, its report values (a hash part `ha<gen>`)
+   * and its draining buffer (a log part `hb<gen>` of length-prefixed click batches); the parts of
+   * retired splits are deleted. Records' other fields are small and live in the head.
+   */
+  takeChanges(): StateOp[] {
+    const ops: StateOp[] = [];
+    for (const gen of this.retiredGens) ops.push({ kind: 'del', part: absPart(gen) }, { kind: 'del', part: bufferPart(gen) });
+    this.retiredGens = [];
+    for (const r of this.splits.values()) {
+      if (r.removedAbs.size > 0) ops.push({ kind: 'hdel', part: absPart(r.gen), fields: [...r.removedAbs] });
+      if (r.changedAbs.size > 0) {
+        const fields: Array<string | number> = [];
+        for (const k of r.changedAbs) fields.push(k, r.lastAbs.get(k)!);
+        ops.push({ kind: 'hset', part: absPart(r.gen), fields });
       }
-      return [
-        r.ad,
-        r.gen,
-        r.children,
-        r.state === 'split' ? 0 : 1,
-        r.closedAtSplit,
-        r.childClosed,
-        r.finalParts.map((f) => [f.parts, f.got]),
-        abs,
-        encodeBatch(r.buffer),
-        r.maxTsAtSplit,
-      ];
-    });
+      if (r.bufferNew.length > 0) ops.push({ kind: 'append', part: bufferPart(r.gen), bytes: frame(encodeBatch(r.bufferNew)) });
+      r.changedAbs = new Set();
+      r.removedAbs = new Set();
+      r.bufferNew = [];
+    }
+    return ops;
+  }
+
+  /** Marks the whole state as changed (restored from a legacy snapshot: written out once). */
+  markAllChanged(): void {
+    for (const r of this.splits.values()) {
+      r.changedAbs = new Set(r.lastAbs.keys());
+      r.bufferNew = [...r.buffer];
+    }
+  }
+
+  /** The head's part of the hot state: everything but report values and buffers (those are parts). */
+  encodeHead(): unknown[] {
+    const splits = [...this.splits.values()].map((r) => [
+      r.ad,
+      r.gen,
+      r.children,
+      r.state === 'split' ? 0 : 1,
+      r.closedAtSplit,
+      r.childClosed,
+      r.finalParts.map((f) => [f.parts, f.got]),
+      r.maxTsAtSplit,
+    ]);
     return [splits, this.retired.map((r) => [r.ad, r.gen, r.children]), this.childEnded ? 1 : 0];
   }
 
-  static decode(doc: unknown): HotState {
+  /** Inverse of encodeHead, reading each split's parts. */
+  static async restore(doc: unknown, reader: StateReader): Promise<HotState> {
+    const h = new HotState();
+    let splits: unknown[][];
+    try {
+      const [s, retired, ended] = doc as [unknown[][], Array<[string, number, number]>, number];
+      splits = s;
+      h.retired = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
+      h.childEnded = ended === 1;
+    } catch (err) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, 'state head: hot-split state is malformed', { cause: err });
+    }
+    const gens = splits.map((x) => x[1] as number);
+    const [abs, buffers] = await Promise.all([reader.hashes(gens.map(absPart)), reader.logs(gens.map(bufferPart))]);
+    try {
+      splits.forEach((x, i) => {
+        const [ad, gen, children, state, closedAtSplit, childClosed, finalParts, maxTsAtSplit] = x as [
+          string, number, number, number, number, number[], Array<[number, number[]]>, number,
+        ];
+        if (typeof ad !== 'string' || childClosed.length !== children || finalParts.length !== children) throw new Error('split record');
+        const lastAbs = new Map<string, number>();
+        for (const [k, v] of abs[i] ?? []) lastAbs.set(k, Number(v));
+        const buffer = unframe(buffers[i] ?? new Uint8Array(0));
+        h.splits.set(ad, {
+          ad, gen, children,
+          state: state === 0 ? 'split' : 'draining',
+          closedAtSplit,
+          maxTsAtSplit,
+          childClosed: [...childClosed],
+          finalParts: finalParts.map(([parts, got]) => ({ parts, got: [...got] })),
+          lastAbs,
+          buffer,
+          changedAbs: new Set(),
+          removedAbs: new Set(),
+          bufferNew: [],
+        });
+      });
+    } catch (err) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, 'state: hot-split parts are malformed', { cause: err });
+    }
+    return h;
+  }
+
+  /** Decodes the hot state of a legacy (v2) whole-state snapshot; everything is marked changed. */
+  static decodeLegacy(doc: unknown): HotState {
     const h = new HotState();
     try {
       const [splits, retired, ended] = doc as [unknown[][], Array<[string, number, number]>, number];
@@ -309,6 +423,9 @@ export class HotState {
           finalParts: finalParts.map(([parts, got]) => ({ parts, got: [...got] })),
           lastAbs,
           buffer: decodeBatch(buffer),
+          changedAbs: new Set(),
+          removedAbs: new Set(),
+          bufferNew: [],
         });
       }
       h.retired = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
@@ -316,6 +433,7 @@ export class HotState {
     } catch (err) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, 'snapshot hot-split state is malformed', { cause: err });
     }
+    h.markAllChanged();
     return h;
   }
 }

@@ -46,6 +46,13 @@ interface SpecState {
 export class ShardRankings {
   private readonly retained = new Map<number, MinuteCounts>();
   private readonly specs = new Map<string, SpecState>();
+  /**
+   * After a restart the closed minutes of the longest window are read back from the store while
+   * the actor already consumes, a few at a time (`beginWarmUp`, `warmUpIssued`, `completeWarmUp`).
+   * A spec sends nothing while a minute of its windows is still unloaded; late clicks into an
+   * unloaded minute are kept as a delta that the loaded minute absorbs.
+   */
+  private readonly unloaded = new Set<number>();
 
   constructor(
     readonly depth: number,
@@ -88,6 +95,44 @@ export class ShardRankings {
     for (const [k, s] of this.specs) if (s.leaseUntil < now) this.specs.delete(k);
   }
 
+  /** The closed minutes `minutes` are to be read back (after a restart). */
+  beginWarmUp(minutes: Iterable<number>): void {
+    for (const m of minutes) this.unloaded.add(m);
+  }
+
+  /** Minutes still to be read back, newest first. */
+  get warmUpPending(): number[] {
+    return [...this.unloaded].sort((a, b) => b - a);
+  }
+
+  /**
+   * The read of `minutes` was issued, with no uncommitted change to them: what late clicks added
+   * so far is in what it reads, so their deltas start again from zero.
+   */
+  warmUpIssued(minutes: readonly number[]): void {
+    for (const m of minutes) if (this.unloaded.has(m)) this.retained.delete(m);
+  }
+
+  /** Minutes read back: merged with the deltas of late clicks since their read was issued. */
+  completeWarmUp(loaded: ReadonlyMap<number, MinuteCounts>, minutes: readonly number[], closedThrough: number): void {
+    const from = closedThrough + 1 - this.maxWindow;
+    for (const m of minutes) {
+      if (!this.unloaded.delete(m) || m < from) continue;
+      const mc = loaded.get(m) ?? new MinuteCounts();
+      const delta = this.retained.get(m);
+      if (delta) mc.addFrom(delta);
+      this.retained.set(m, mc);
+      this.markDirty(m);
+    }
+  }
+
+  /** Whether every minute in [from, to) is loaded. */
+  private loaded(from: number, to: number): boolean {
+    if (this.unloaded.size === 0) return true;
+    for (const m of this.unloaded) if (m >= from && m < to) return false;
+    return true;
+  }
+
   /** A minute closed: keep its counts (the same object keeps receiving late clicks until committed). */
   retain(minute: number, mc: MinuteCounts): void {
     this.retained.set(minute, mc);
@@ -118,6 +163,7 @@ export class ShardRankings {
   /** Forgets closed minutes no window can reach any more. */
   dropBefore(minute: number): void {
     for (const m of this.retained.keys()) if (m < minute) this.retained.delete(m);
+    for (const m of this.unloaded) if (m < minute) this.unloaded.delete(m);
   }
 
   get retainedMinutes(): number {
@@ -134,6 +180,8 @@ export class ShardRankings {
     if (closedThrough < 0) return out;
     const end = closedThrough + 1;
     for (const [key, s] of this.specs) {
+      // Warming up after a restart: a spec waits until every closed minute its windows hold is back.
+      if (!this.loaded(end - FINAL_HISTORY + 1 - s.spec.window, end)) continue;
       if (end > s.finalEnd || s.finalDirty) {
         const first = Math.max(s.finalEnd + 1, end - FINAL_HISTORY + 1);
         const ends = s.finalDirty && end <= s.finalEnd ? [s.finalEnd] : range(first, end + 1);

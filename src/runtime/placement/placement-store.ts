@@ -236,8 +236,14 @@ export class PlacementStore {
 
   /** Lets removed units' keys expire (again after their last owner's final commit rewrote them). */
   async expireUnitKeys(units: readonly string[], keepMs = 3600_000): Promise<void> {
+    // The state's parts (dedupe blocks, ...) are listed in the unit's parts set by every commit.
+    const q = this.redis.pipeline();
+    for (const u of units) q.smembers(this.keys.parts(u));
+    const parts = ((await q.exec()) ?? []).map(([err, v]) => (err ? [] : (v as string[])));
     const m = this.redis.multi();
-    for (const u of units) for (const k of [this.keys.epoch(u), this.keys.meta(u), this.keys.snapshot(u)]) m.pexpire(k, keepMs);
+    units.forEach((u, i) => {
+      for (const k of [this.keys.epoch(u), this.keys.meta(u), this.keys.snapshot(u), this.keys.parts(u), ...parts[i]!]) m.pexpire(k, keepMs);
+    });
     await m.exec();
   }
 

@@ -1,0 +1,237 @@
+/**
+ * Scenario `restart` (`npm run bench -- restart --ids 40000000`): how long a shard set holding a
+ * large state takes to come back. The service consumes N events whose event time lies inside the
+ * correction horizon, so it ends up tracking ~N click ids (dedupe state) plus the open and closed
+ * minutes; then it is SIGKILLed, a backlog is published while it is down, and it is restarted.
+ * Measured: spawn → ready, spawn → every shard restored (its state read back from the head, the
+ * count hashes and the dedupe blocks), → every shard caught up (committed sequence = stream end);
+ * then exactness of every ad's count against the load generator's truth.
+ */
+import path from 'node:path';
+import { compileOptions } from '../../src/options.ts';
+import { ensureStreams } from '../../src/runtime/streams.ts';
+import { topology } from '../../src/runtime/topology.ts';
+import { freshPrefix, type Ctx } from '../lib/context.ts';
+import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
+import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
+import { deleteStream } from '../lib/servers.ts';
+import { metric, rssOf, stallGuard, startService, type Service } from '../lib/service.ts';
+import { int, mib, ms, rate, sleep, until } from '../lib/stats.ts';
+import { Workload } from '../lib/workload.ts';
+
+export interface RestartResult {
+  shards: number;
+  events: number;
+  backlog: number;
+  buildPerSec: number;
+  trackedIds: number;
+  rssBeforeKill: number;
+  redisUsedMemory: number;
+  /** Bytes of the state parts Redis holds for the shards (heads + dedupe blocks), at the kill. */
+  stateBytes: number;
+  restart: {
+    spawnToReadyMs: number;
+    spawnToRestoredMs: number;
+    bootMs: number;
+    restoreMs: number;
+    restoreMaxShardMs: number;
+    replayEvents: number;
+    replayMs: number;
+    replayPerSec: number;
+    /** Spawn → every shard's committed sequence at the stream end. */
+    totalMs: number;
+  };
+  exact: Exactness;
+}
+
+/** Per shard: first 'lifecycle transition' to running and 'shard actor restored' (the service's info log). */
+function restoreTimes(svc: Service, shards: number): { firstStart: number; lastRestored: number; maxPerShard: number } | null {
+  const start = new Map<number, number>();
+  const done = new Map<number, number>();
+  for (const l of svc.logs) {
+    if (l.msg === 'lifecycle transition' && l.to === 'running' && typeof l.actor === 'string' && l.actor.startsWith('shard-')) {
+      const s = Number(l.actor.slice(6));
+      if (!start.has(s)) start.set(s, l.time);
+    }
+    if (l.msg === 'shard actor restored' && typeof l.shard === 'number' && !done.has(l.shard)) done.set(l.shard, l.time);
+  }
+  if (done.size < shards) return null;
+  let maxPerShard = 0;
+  for (const [s, t] of done) maxPerShard = Math.max(maxPerShard, t - (start.get(s) ?? t));
+  return { firstStart: Math.min(...start.values()), lastRestored: Math.max(...done.values()), maxPerShard };
+}
+
+/**
+ * Publishes the next `count` events of the workload (per-shard batches, `window` calls in flight).
+ * Clicks still in the generator's partial batches go out with a later call (the last one flushes).
+ */
+async function publishSome(w: Workload, producer: TrackingProducer, window: number, count: number, onTick: () => void): Promise<void> {
+  const target = w.sent + count;
+  let inflight = 0;
+  let failed: unknown;
+  await new Promise<void>((resolve, reject) => {
+    const pump = (): void => {
+      while (failed === undefined && inflight < window) {
+        const b = w.sent < target ? w.nextShardBatch() : null;
+        if (!b) {
+          if (inflight === 0) resolve();
+          return;
+        }
+        inflight++;
+        producer.publish(b.clicks).then(
+          () => {
+            inflight--;
+            onTick();
+            pump();
+          },
+          (err: unknown) => {
+            failed = err;
+            reject(err);
+          },
+        );
+      }
+    };
+    pump();
+  });
+}
+
+export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> {
+  const { cfg, servers } = ctx;
+  const shards = cfg.restartShards;
+  const prefix = freshPrefix('k');
+  const topo = topology(prefix);
+  await ensureStreams(servers.nc, topo, compileOptions({ prefix, shards }));
+  const backlog = Math.max(100_000, Math.round(ids / 100));
+  const t0 = Math.floor(Date.now() / 60_000) * 60_000;
+  const span = cfg.restartSpanMinutes * 60_000;
+  const w = new Workload({
+    events: ids + backlog,
+    ads: cfg.ads,
+    zipfS: cfg.zipfS,
+    lateFraction: 0.01,
+    maxLateMs: 120_000,
+    dupFraction: 0.01,
+    time: { mode: 'spread', startMs: t0 - span, endMs: t0 - 1 },
+    seed: cfg.seed + 900,
+    tag: `k${prefix.slice(-4)}`,
+    shards,
+    maxBatch: cfg.maxBatch,
+  });
+  const tracker = new AckTracker(shards);
+  const producer = new TrackingProducer(servers.nc, topo, shards, cfg.maxBatch, tracker);
+  const svcOpts = {
+    natsUrl: servers.natsUrl,
+    redisUrl: servers.redisUrl,
+    prefix,
+    shards,
+    logLevel: 'info',
+    logFile: path.join(servers.logDir, `service-${prefix}.log`),
+    env: cfg.serviceEnv,
+    readyTimeoutMs: 120_000,
+  };
+  const committed = async (): Promise<number> => tracker.eventsThrough((await readMetas(servers.rd, prefix, shards)).map((m) => m.seq));
+  const caughtUp = async (): Promise<boolean> => (await readMetas(servers.rd, prefix, shards)).every((m, s) => m.seq >= tracker.lastSeq[s]!);
+  let svc: Service | undefined;
+  try {
+    ctx.progress.set({ phase: `restart: building a state of ${int(ids)} events`, sent: 0, done: 0 });
+    svc = await startService(svcOpts);
+    const s1 = svc;
+    const tb = Date.now();
+    let lastDoneCheck = 0;
+    await publishSome(w, producer, cfg.window, ids, () => {
+      ctx.progress.set({ sent: tracker.ackedEvents });
+      if (Date.now() - lastDoneCheck > 1000) {
+        lastDoneCheck = Date.now();
+        void committed().then((d) => ctx.progress.set({ done: d }));
+      }
+    });
+    const guard = stallGuard(s1);
+    await until('state built (every shard caught up)', async () => {
+      const d = await committed();
+      ctx.progress.set({ done: d });
+      const why = guard(d);
+      if (why) throw new Error(`restart (build): ${why}`);
+      return caughtUp();
+    }, 30 * 60_000, 250);
+    const buildPerSec = (tracker.ackedEvents * 1000) / (Date.now() - tb);
+    // Let a tick pass so the tracked-ids gauge is current.
+    await sleep(1500);
+    const trackedIds = [...(await metric(s1.url, 'adagg_tracked_ids')).values()].reduce((a, b) => a + b, 0);
+    const rssBeforeKill = rssOf(s1.pid);
+    await svc.kill();
+    const info = await servers.rd.info('memory');
+    const redisUsedMemory = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
+    let stateBytes = 0;
+    for (let s = 0; s < shards; s++) {
+      const base = `${prefix}:{s${s}}`;
+      stateBytes += await servers.rd.strlen(`${base}:snap`);
+      for (const k of await servers.rd.smembers(`${base}:parts`)) stateBytes += await servers.rd.strlen(k);
+    }
+    ctx.progress.log(
+      `restart: state built from ${int(tracker.ackedEvents)} events at ${rate(buildPerSec)}/s; tracked ids ${int(trackedIds)}, ` +
+        `service RSS ${mib(rssBeforeKill)}, Redis ${mib(redisUsedMemory)}, state parts ${mib(stateBytes)}; SIGKILL`,
+    );
+
+    ctx.progress.set({ phase: `restart: publishing a ${int(backlog)}-event backlog while the service is down` });
+    const before = tracker.ackedEvents;
+    await publishSome(w, producer, cfg.window, backlog + 1, () => ctx.progress.set({ sent: tracker.ackedEvents }));
+    const committedAtKill = await committed();
+
+    ctx.progress.set({ phase: 'restart: restarting after SIGKILL', done: committedAtKill });
+    svc = await startService(svcOpts);
+    const s2 = svc;
+    await until('every shard restored', () => restoreTimes(s2, shards) !== null, 120_000, 10);
+    const rt = restoreTimes(s2, shards)!;
+    const guard2 = stallGuard(s2);
+    await until('caught up after the restart', async () => {
+      const d = await committed();
+      ctx.progress.set({ done: d });
+      const why = guard2(d);
+      if (why) throw new Error(`restart (replay): ${why}`);
+      return caughtUp();
+    }, 10 * 60_000, 20);
+    const tCaughtUp = Date.now();
+    const replayEvents = tracker.ackedEvents - committedAtKill;
+    const restart = {
+      spawnToReadyMs: s2.readyAt - s2.spawnedAt,
+      spawnToRestoredMs: rt.lastRestored - s2.spawnedAt,
+      bootMs: rt.firstStart - s2.spawnedAt,
+      restoreMs: rt.lastRestored - rt.firstStart,
+      restoreMaxShardMs: rt.maxPerShard,
+      replayEvents,
+      replayMs: tCaughtUp - rt.lastRestored,
+      replayPerSec: (replayEvents * 1000) / Math.max(1, tCaughtUp - rt.lastRestored),
+      totalMs: tCaughtUp - s2.spawnedAt,
+    };
+    ctx.progress.log(
+      `restart: spawn→ready ${ms(restart.spawnToReadyMs)}, spawn→restored ${ms(restart.spawnToRestoredMs)} (boot ${ms(restart.bootMs)}, ` +
+        `restore ${ms(restart.restoreMs)}, slowest shard ${ms(restart.restoreMaxShardMs)}), replay ${int(replayEvents)} events ` +
+        `(${int(tracker.ackedEvents - before)} published while down) in ${ms(restart.replayMs)}, caught up ${ms(restart.totalMs)} after spawn`,
+    );
+    const [, lastMinute] = minuteRange(w);
+    ctx.progress.set({ phase: 'restart: waiting for minutes to close', note: undefined });
+    await until('minutes closed', async () => (await readMetas(servers.rd, prefix, shards)).every((m) => m.closedThrough >= lastMinute), 300_000, 200);
+    ctx.progress.set({ phase: 'restart: checking every count' });
+    const exact = await checkExactness(servers.rd, prefix, shards, w);
+    ctx.progress.log(`restart: exact=${exact.exact} (${int(exact.totalCounted)} counted, truth ${int(exact.totalTruth)})`);
+    if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);
+    await svc.stop();
+    return {
+      shards,
+      events: tracker.ackedEvents,
+      backlog: tracker.ackedEvents - before,
+      buildPerSec,
+      trackedIds,
+      rssBeforeKill,
+      redisUsedMemory,
+      stateBytes,
+      restart,
+      exact,
+    };
+  } finally {
+    await svc?.kill();
+    await deleteStream(servers.nc, topo.clicksStream);
+    await deleteStream(servers.nc, topo.deadLetterStream);
+    await servers.rd.flushall();
+  }
+}
