@@ -213,9 +213,8 @@ export class ShardActor {
       this.windowFor(m).add(c, this.config.dimensions);
       if (m <= this.closedThrough) {
         res.late++;
-        // Pending minutes are shared with the rankings; otherwise correct the rankings' own copy.
-        if (this.pendingClosed.has(m)) this.rankings.markDirty(m);
-        else this.rankings.addLate(m, this.closedThrough, (mc) => mc.add(c, this.config.dimensions));
+        // Pending minutes are shared with the rankings; otherwise they correct their own copy.
+        this.rankings.lateClick(m, this.closedThrough, c, this.config.dimensions, this.pendingClosed.has(m));
       }
       if (c.ts > maxTs) maxTs = c.ts;
     }
@@ -447,8 +446,7 @@ export class ShardActor {
     const bump = (mc: MinuteCounts): void => mc.set(adId, (mc.get(adId, dim, value) ?? 0) + d.delta, dim, value);
     bump(this.windowFor(d.minute));
     if (d.minute <= this.closedThrough) {
-      if (this.pendingClosed.has(d.minute)) this.rankings.markDirty(d.minute);
-      else this.rankings.addLate(d.minute, this.closedThrough, bump);
+      this.rankings.lateDelta(d.minute, this.closedThrough, adId, d.dim, d.value, d.delta, this.pendingClosed.has(d.minute));
     }
   }
 

@@ -1,3 +1,4 @@
+import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { ShardActor, type ShardActorConfig } from '../../src/actors/shard-actor.ts';
 import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
@@ -392,6 +393,36 @@ describe('hot split: the parent shard', () => {
     // The last values it held survive too: the same report again adds nothing.
     await sim.parent.actor.applyControl(6, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: 4, final: false, part: 0, parts: 1, rows: [[M0, null, null, 3]] });
     expect(sim.parent.actor.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([[M0, 3]]);
+  });
+});
+
+describe('hot split: state written by earlier releases', () => {
+  it('a legacy format-2 snapshot (hot state appended) is migrated: split, report values and buffer survive, then live in parts', async () => {
+    // [2, shard, lastSeq, maxEventTs, watermark, closedThrough, open, dedupe image, hot], the hot state
+    // as releases before the incremental format encoded it: [splits, retired, childEnded] with each
+    // split [ad, gen, children, state, closedAtSplit, childClosed, finalParts, abs, buffer, maxTsAtSplit].
+    const dedup = new Uint8Array(4);
+    const buffered = [click('b1', HOT, at(0, 2), 'FR')];
+    const abs = [1, M0, null, null, 3, 1, M0, 'country', 'US', 2];
+    const split = [HOT, 2, 2, 1, M0 - 1, [-1, M0 - 1], [[0, []], [0, []]], abs, encodeBatch(buffered), at(0, 1)];
+    const legacy = encode([2, 3, 5, at(0, 2), at(0, 2) - 10_000, M0 - 1, [], dedup, [[split], [], 0]]);
+    const sim = new HotSim();
+    sim.parent.store.head = legacy;
+    sim.parent.store.seq = 5;
+    await sim.parent.crash();
+    const p = sim.parent.actor;
+    expect(p.lastSeq).toBe(5);
+    expect(p.hotStatus()).toEqual([{ ad: HOT, gen: 2, children: 2, state: 'draining', childClosed: [-1, M0 - 1], buffered: 1 }]);
+    sim.commitParent(true);
+    expect([...sim.parent.store.hashes.get('ha2')!.entries()].length).toBe(2);
+    expect(sim.parent.store.logs.has('hb2')).toBe(true);
+    await sim.parent.crash();
+    expect(sim.parent.actor.hot.splits.get(HOT)!.buffer).toEqual(buffered);
+    // The report values survived: the same report again adds nothing, a higher one adds the difference.
+    await sim.parent.actor.applyControl(6, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: M0 - 1, final: false, part: 0, parts: 1, rows: [[M0, null, null, 3], [M0, 'country', 'US', 2]] });
+    expect(sim.parent.actor.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([]);
+    await sim.parent.actor.applyControl(7, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: M0 - 1, final: false, part: 0, parts: 1, rows: [[M0, null, null, 4]] });
+    expect(sim.parent.actor.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([[M0, 1]]);
   });
 });
 

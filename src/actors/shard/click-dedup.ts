@@ -24,63 +24,9 @@ import {
   sortUniqueRecords,
 } from './dedup-sort.ts';
 
-/**
- * Number of hash bits kept per click id. Ids are never stored: two ids whose 64-bit hashes are
- * equal are treated as the same click (a "false duplicate"), see {@link collisionBound}.
- */
-export const DEDUP_HASH_BITS = 64;
+import { fnv1a32, murmur3_32 } from './click-hash.ts';
 
-/** Seed of the murmur half; any constant works, it only has to stay fixed because snapshots store hashes. */
-export const MURMUR_SEED = 0x9e3779b9;
-
-/**
- * FNV-1a-32 over the UTF-16LE bytes of `s` (low byte of each code unit first). Equals the textbook
- * byte-wise FNV-1a of `Buffer.from(s, 'utf16le')`, so it can be checked against any reference.
- * Code units, not UTF-8, because encoding would allocate; lone surrogates hash fine.
- */
-export function fnv1a32(s: string): number {
-  let h = 0x811c9dc5 | 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    h = Math.imul(h ^ (c & 0xff), 0x01000193);
-    h = Math.imul(h ^ (c >>> 8), 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/**
- * MurmurHash3 x86_32 over the UTF-16LE bytes of `s` (two code units per 32-bit block), equal to the
- * reference murmur3_32(Buffer.from(s, 'utf16le'), seed). Its multiply/rotate/avalanche structure
- * is unrelated to FNV's, which is why the pair behaves like one 64-bit hash for non-adversarial ids.
- * Its high bits also pick the table slot (fmix32 diffuses every bit; FNV's are weaker).
- */
-export function murmur3_32(s: string, seed: number = MURMUR_SEED): number {
-  let h = seed | 0;
-  const n = s.length;
-  let i = 0;
-  for (const end = n & ~1; i < end; i += 2) {
-    let k = Math.imul(s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16), 0xcc9e2d51);
-    h ^= Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-    h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
-  }
-  if (i < n) {
-    const k = Math.imul(s.charCodeAt(i), 0xcc9e2d51);
-    h ^= Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-  }
-  h ^= n * 2; // length in bytes, as in the byte-oriented reference
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/**
- * Upper bound on the probability that at least one false duplicate exists among `n` ids held at
- * once: birthday bound C(n,2)/2^64 <= n^2/2^65. E.g. 1e6 ids -> ~2.7e-8. Holds for non-adversarial
- * ids only: neither hash is keyed, so collisions can be crafted on purpose.
- */
-export function collisionBound(n: number): number {
-  return Math.min(1, (n * n) / 2 ** 65);
-}
+export { DEDUP_HASH_BITS, MURMUR_SEED, collisionBound, fnv1a32, murmur3_32 } from './click-hash.ts';
 
 /** Tag residues: a slot's tag is 1 + (bucket mod 255); 0 marks an empty slot. */
 const RESIDUES = 255;

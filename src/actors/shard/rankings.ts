@@ -1,6 +1,9 @@
+import type { Click } from '../../model/click.ts';
+import { dimensionValue } from '../../model/click.ts';
 import { parseSpecKey, specKey, type RankSpec } from '../../model/rank-spec.ts';
 import { topN, type Ranked } from '../../model/top-n.ts';
 import { flatten, MinuteCounts, type FlatCounts } from './minute-counts.ts';
+import { WindowSums } from './window-sums.ts';
 
 /**
  * A shard's streaming top-K per ranking spec (window length × optional filter).
@@ -13,6 +16,8 @@ import { flatten, MinuteCounts, type FlatCounts } from './minute-counts.ts';
  *   minute, including open minutes; sent as deltas against the last list sent (`rev` numbered).
  * The provisional top-K is exact with few candidates: an ad that is neither in the closed part's
  * top-K nor in an open minute cannot beat any of the closed part's top-K.
+ * Both windows' sums are kept incrementally (window-sums.ts): a minute close moves them by one
+ * minute, a late click changes one ad's sum; nothing re-adds a whole window per click.
  */
 
 export { parseSpecKey, specKey, type RankSpec };
@@ -34,10 +39,13 @@ interface SpecState {
   /** Provisional lists are sent only while a reducer holds a lease on the spec (someone watches it). */
   provUntil: number;
   finalEnd: number;
+  /** The latest final list changed (a late click): send it again. */
   finalDirty: boolean;
   finals: Map<number, Ranked[]>;
-  closedPart: { end: number; closedThrough: number; sums: Map<string, number>; top: Ranked[] } | undefined;
-  closedPartDirty: boolean;
+  /** Sums of the latest final window [finalEnd − window, finalEnd); undefined: rebuild. */
+  win: WindowSums | undefined;
+  /** Sums of the provisional window's closed minutes [provEnd − window, closedThrough + 1). */
+  closedPart: WindowSums | undefined;
   provEnd: number;
   provRev: number;
   provSent: Map<string, number>;
@@ -53,6 +61,8 @@ export class ShardRankings {
    * unloaded minute are kept as a delta that the loaded minute absorbs.
    */
   private readonly unloaded = new Set<number>();
+  /** The last dropBefore: minutes before it are kept only until the windows moved past them. */
+  private dropFrom = -Infinity;
 
   constructor(
     readonly depth: number,
@@ -82,8 +92,8 @@ export class ShardRankings {
       finalEnd: -1,
       finalDirty: true,
       finals: new Map(),
+      win: undefined,
       closedPart: undefined,
-      closedPartDirty: true,
       provEnd: -1,
       provRev: 0,
       provSent: new Map(),
@@ -136,34 +146,73 @@ export class ShardRankings {
   /** A minute closed: keep its counts (the same object keeps receiving late clicks until committed). */
   retain(minute: number, mc: MinuteCounts): void {
     this.retained.set(minute, mc);
-    this.markDirty(minute);
+    // Windows take the minute in when they move on; one that already spans it must be rebuilt.
+    this.markDirty(minute, (w) => w.covers(minute));
   }
 
   /**
-   * A late click for a closed minute whose counts are no longer shared with the actor's own
-   * windows (committed, or closed while empty): count it in the retained copy, creating the copy
-   * if the minute closed empty, as long as a live window can still reach the minute.
+   * A late click for a closed minute. `shared`: the retained copy is the actor's own pending window,
+   * which already counted it; otherwise it is counted in the retained copy (created if the minute
+   * closed empty, as long as a live window can still reach the minute). Every spec whose windows
+   * hold the minute adds it to that ad's sum.
    */
-  addLate(minute: number, closedThrough: number, add: (mc: MinuteCounts) => void): void {
+  lateClick(minute: number, closedThrough: number, click: Click, dimensions: readonly string[], shared: boolean): void {
     if (minute < closedThrough + 1 - this.maxWindow) return;
-    let mc = this.retained.get(minute);
-    if (!mc) this.retained.set(minute, (mc = new MinuteCounts()));
-    add(mc);
-    this.markDirty(minute);
-  }
-
-  /** A closed minute's counts changed (a late click): rankings whose windows hold it are recomputed. */
-  markDirty(minute: number): void {
+    if (!shared) this.copyOf(minute).add(click, dimensions);
     for (const s of this.specs.values()) {
-      if (minute >= s.finalEnd - s.spec.window) s.finalDirty = true;
-      if (minute >= s.provEnd - s.spec.window) s.closedPartDirty = true;
+      const { dim, value } = s.spec;
+      if (dim !== null && dimensionValue(click, dim) !== value) continue;
+      this.addToWindows(s, minute, click.ad_id, 1);
     }
   }
 
-  /** Forgets closed minutes no window can reach any more. */
+  /** A change of one field of a closed minute by `delta` (a hot child's report), like lateClick. */
+  lateDelta(minute: number, closedThrough: number, ad: string, dim: string | null, value: string | null, delta: number, shared: boolean): void {
+    if (minute < closedThrough + 1 - this.maxWindow) return;
+    if (!shared) {
+      const mc = this.copyOf(minute);
+      mc.set(ad, (mc.get(ad, dim ?? undefined, value ?? undefined) ?? 0) + delta, dim ?? undefined, value ?? undefined);
+    }
+    for (const s of this.specs.values()) if (s.spec.dim === dim && s.spec.value === value) this.addToWindows(s, minute, ad, delta);
+  }
+
+  private copyOf(minute: number): MinuteCounts {
+    let mc = this.retained.get(minute);
+    if (!mc) this.retained.set(minute, (mc = new MinuteCounts()));
+    return mc;
+  }
+
+  private addToWindows(s: SpecState, minute: number, ad: string, delta: number): void {
+    if (minute >= s.finalEnd - s.spec.window && minute < s.finalEnd) {
+      s.finalDirty = true;
+      if (s.win?.covers(minute)) s.win.add(ad, delta);
+      else s.win = undefined;
+    }
+    if (s.closedPart?.covers(minute)) s.closedPart.add(ad, delta);
+  }
+
+  /**
+   * A closed minute changed in a way the sums did not follow (loaded after a restart): windows
+   * holding it (or passing `test`) are rebuilt and the latest final list is sent again.
+   */
+  markDirty(minute: number, test: (w: WindowSums) => boolean = (w) => w.covers(minute)): void {
+    for (const s of this.specs.values()) {
+      if (minute >= s.finalEnd - s.spec.window && minute < s.finalEnd) s.finalDirty = true;
+      if (s.win && test(s.win)) s.win = undefined;
+      if (s.closedPart && test(s.closedPart)) s.closedPart = undefined;
+    }
+  }
+
+  /** Forgets closed minutes no window can reach any more (those a window still has to subtract stay). */
   dropBefore(minute: number): void {
-    for (const m of this.retained.keys()) if (m < minute) this.retained.delete(m);
+    let keep = minute;
+    for (const s of this.specs.values()) {
+      if (s.win) keep = Math.min(keep, s.win.from);
+      if (s.closedPart) keep = Math.min(keep, s.closedPart.from);
+    }
+    for (const m of this.retained.keys()) if (m < keep) this.retained.delete(m);
     for (const m of this.unloaded) if (m < minute) this.unloaded.delete(m);
+    this.dropFrom = minute;
   }
 
   get retainedMinutes(): number {
@@ -186,7 +235,7 @@ export class ShardRankings {
         const first = Math.max(s.finalEnd + 1, end - FINAL_HISTORY + 1);
         const ends = s.finalDirty && end <= s.finalEnd ? [s.finalEnd] : range(first, end + 1);
         for (const e of ends) {
-          const list = topN(this.sums(s.spec, e - s.spec.window, e), this.depth);
+          const list = [...this.finalWindow(s, e).top()];
           s.finals.set(e, list);
           out.push({ k: 'final', spec: key, end: e, list: flatRanked(list) });
         }
@@ -199,7 +248,20 @@ export class ShardRankings {
         if (u) out.push(u);
       }
     }
+    this.dropBefore(this.dropFrom);
     return out;
+  }
+
+  /** The view of one closed minute for a spec's filter. */
+  private viewOf(spec: RankSpec): (m: number) => ReadonlyMap<string, number> | undefined {
+    return (m) => this.retained.get(m)?.view(spec.dim ?? undefined, spec.value ?? undefined);
+  }
+
+  /** The spec's final window moved to end at `end`. */
+  private finalWindow(s: SpecState, end: number): WindowSums {
+    const from = end - s.spec.window;
+    s.win = s.win ? s.win.moveTo(this.viewOf(s.spec), from, end) : WindowSums.build(this.viewOf(s.spec), from, end, this.depth);
+    return s.win;
   }
 
   private provisional(
@@ -210,15 +272,12 @@ export class ShardRankings {
     provEnd: number,
   ): RankingUpdate | undefined {
     const from = provEnd - s.spec.window;
-    const cp = s.closedPart;
-    if (!cp || cp.end !== provEnd || cp.closedThrough !== closedThrough || s.closedPartDirty) {
-      const sums = this.sums(s.spec, from, Math.min(provEnd, closedThrough + 1));
-      s.closedPart = { end: provEnd, closedThrough, sums, top: topN(sums, this.depth) };
-      s.closedPartDirty = false;
-    }
-    const part = s.closedPart!;
+    const to = Math.max(from, Math.min(provEnd, closedThrough + 1));
+    const view = this.viewOf(s.spec);
+    s.closedPart = s.closedPart ? s.closedPart.moveTo(view, from, to) : WindowSums.build(view, from, to, this.depth);
+    const part = s.closedPart;
     const cand = new Map<string, number>();
-    for (const r of part.top) cand.set(r.ad_id, r.count);
+    for (const r of part.top()) cand.set(r.ad_id, r.count);
     for (const [m, mc] of open) {
       if (m < from || m >= provEnd) continue;
       const view = mc.view(s.spec.dim ?? undefined, s.spec.value ?? undefined);
@@ -239,16 +298,6 @@ export class ShardRankings {
     s.provEnd = provEnd;
     s.provRev++;
     return { k: 'prov', spec: key, end: provEnd, rev: s.provRev, full, changed, removed };
-  }
-
-  /** Sum per ad over retained closed minutes in [from, to). */
-  private sums(spec: RankSpec, from: number, to: number): Map<string, number> {
-    const sums = new Map<string, number>();
-    for (let m = from; m < to; m++) {
-      const view = this.retained.get(m)?.view(spec.dim ?? undefined, spec.value ?? undefined);
-      if (view) for (const [ad, n] of view) sums.set(ad, (sums.get(ad) ?? 0) + n);
-    }
-    return sums;
   }
 
   /** Everything a reducer needs to (re)start: recent finals and the last provisional list per spec. */
