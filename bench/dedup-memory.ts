@@ -1,6 +1,6 @@
 /**
  * Memory and speed of ClickDedup at 1M and 5M UUID-like click ids (more with --sizes), side by side
- * with the previous table (if a copy of it is at /tmp/old-click-dedup.ts) and a Set<string>.
+ * with the previous table (read from git history, commit 8ff77d1) and a Set<string>.
  * Run: node --expose-gc --import tsx bench/dedup-memory.ts [--sizes 1000000,5000000,20000000]
  *
  * Memory is heapUsed + arrayBuffers after a forced GC (typed-array stores count as arrayBuffers).
@@ -15,12 +15,19 @@
  * are released, as in a restoring actor: with ~6M strings on the heap, each GC that a large
  * allocation triggers would cost hundreds of ms and swamp them.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { ClickDedup, type DedupBlock } from '../src/actors/shard/click-dedup.ts';
 
-const OLD_PATH = '/tmp/old-click-dedup.ts';
+/** The table before the incremental-state work, taken from git history for the side-by-side rows. */
+const OLD_COMMIT = '8ff77d1';
 const ROUNDS = 3;
+const ROOT = path.resolve(import.meta.dirname, '..');
 const BASE_MINUTE = 29_000_000; // ~2025, minutes since the epoch
 const MiB = 2 ** 20;
 
@@ -211,14 +218,22 @@ function setCost(n: number): { perId: number; insertRate: number } {
   return { perId: bytes / n, insertRate: perSec(n, ms) };
 }
 
+/** Writes the previous table's source (from git) to a temp file whose imports resolve here. */
+function oldSource(): string {
+  const src = execFileSync('git', ['-C', ROOT, 'show', `${OLD_COMMIT}:src/actors/shard/click-dedup.ts`], { encoding: 'utf8' });
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'adagg-old-dedup-')), 'click-dedup.ts');
+  writeFileSync(file, src.replace("from '../../errors.ts'", `from '${pathToFileURL(path.join(ROOT, 'src/errors.ts')).href}'`));
+  return file;
+}
+
 async function loadOld(): Promise<Impl | null> {
   try {
-    const m = (await import(OLD_PATH)) as {
+    const m = (await import(pathToFileURL(oldSource()).href)) as {
       ClickDedup: { new (): Table; fromBytes(b: Uint8Array): Table };
     };
     return { name: 'old (12 B/slot, load ≤ 0.6)', create: () => new m.ClickDedup(), fromBytes: (b) => m.ClickDedup.fromBytes(b) };
   } catch {
-    progress(`no old table at ${OLD_PATH}: new figures only`);
+    progress(`no old table (git show ${OLD_COMMIT} failed): new figures only`);
     return null;
   }
 }
