@@ -58,6 +58,8 @@ export interface BenchConfig {
   soak: SoakConfig;
   /** restart: events consumed before the SIGKILL (≈ tracked ids) (--ids). */
   restartIds: number;
+  /** restart: events published while the service is down (--backlog). */
+  restartBacklog: number;
   /** restart: ADAGG_SHARDS of its service (--shards, default 16). */
   restartShards: number;
   /** restart: event time of its workload spans this many minutes before the current one. */
@@ -86,6 +88,7 @@ export function parseConfig(argv: string[]): BenchConfig {
       minutes: { type: 'string' },
       label: { type: 'string' },
       ids: { type: 'string' },
+      backlog: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -113,7 +116,9 @@ export function parseConfig(argv: string[]): BenchConfig {
   --minutes M    soak: duration of the load (default 15)
   --label L      soak: run label in bench/results/soak-<label>-<rate>.* (default after)
   --ids N        restart: events consumed before the SIGKILL, ≈ click ids tracked (default 40,000,000;
-                 quick 2,000,000)`);
+                 quick 2,000,000)
+  --backlog N    restart: events published while the service is down (default 100,000: 10 s of the
+                 specified average load, 2 s of its peak)`);
     process.exit(0);
   }
   const quick = values.quick === true;
@@ -159,6 +164,7 @@ export function parseConfig(argv: string[]): BenchConfig {
     serviceRoot: values['service-root'] === undefined ? undefined : path.resolve(values['service-root']),
     soak: { rate: n(values.rate, 10_000), minutes: n(values.minutes, 15), label, shards: n(values.shards, 16) },
     restartIds: n(values.ids, quick ? 2_000_000 : 40_000_000),
+    restartBacklog: n(values.backlog, 100_000),
     restartShards: n(values.shards, 16),
     restartSpanMinutes: 30,
   };

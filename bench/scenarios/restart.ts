@@ -2,7 +2,8 @@
  * Scenario `restart` (`npm run bench -- restart --ids 40000000`): how long a shard set holding a
  * large state takes to come back. The service consumes N events whose event time lies inside the
  * correction horizon, so it ends up tracking ~N click ids (dedupe state) plus the open and closed
- * minutes; then it is SIGKILLed, a backlog is published while it is down, and it is restarted.
+ * minutes; then it is SIGKILLed, a backlog (--backlog, default 100,000 events: 10 s of the specified
+ * 10k/s average load) is published while it is down, and it is restarted.
  * Measured: spawn → ready, spawn → every shard restored (its state read back from the head, the
  * count hashes and the dedupe blocks), → every shard caught up (committed sequence = stream end);
  * then exactness of every ad's count against the load generator's truth.
@@ -101,7 +102,7 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
   const prefix = freshPrefix('k');
   const topo = topology(prefix);
   await ensureStreams(servers.nc, topo, compileOptions({ prefix, shards }));
-  const backlog = Math.max(100_000, Math.round(ids / 100));
+  const backlog = cfg.restartBacklog;
   const t0 = Math.floor(Date.now() / 60_000) * 60_000;
   const span = cfg.restartSpanMinutes * 60_000;
   const w = new Workload({

@@ -127,6 +127,8 @@ export class ShardActor {
   readonly rankings: ShardRankings;
   private lastBatchWallMs: number;
   private expiredBeforeMinute = NO_TIME;
+  /** How the last restore spent its time (reading parts, rebuilding open minutes, the dedupe table). */
+  restoreStats: { readMs: number; openMs: number; dedupMs: number } | undefined;
   /** Changes to parts handed out by the dedupe table and hot state, not yet committed. */
   private unsentOps: StateOp[] = [];
   /** Hot-ad splitting state (hot-split.ts). */
@@ -583,6 +585,7 @@ export class ShardActor {
     const h = parseHead(doc, config.shard);
     a.setProgress(h.lastSeq, h.maxEventTs, h.watermark, h.closedThrough);
     a.expiredBeforeMinute = h.expiredBeforeMinute;
+    const t0 = performance.now();
     const [minutes, blocks, hot] = await Promise.all([
       reader.minutes(h.open),
       reader.logs(h.blocks.map(dedupPart)),
@@ -592,12 +595,15 @@ export class ShardActor {
     if (missing.length > 0) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, `shard ${config.shard}: dedupe blocks ${missing.join(', ')} named by the head are missing`);
     }
+    const t1 = performance.now();
     for (const [m, mc] of MinuteCounts.fromWrites(minutes, true)) a.open.set(m, mc);
+    const t2 = performance.now();
     a.dedup = ClickDedup.fromBlocks(
       h.blocks.map((block, i) => ({ block, bytes: blocks[i]! })),
       { bucketMinutes: h.bucketMinutes, ...(h.expiredBeforeMinute === NO_TIME ? {} : { minMinute: h.expiredBeforeMinute }) },
     );
     if (hot) a.hot = hot;
+    a.restoreStats = { readMs: Math.round(t1 - t0), openMs: Math.round(t2 - t1), dedupMs: Math.round(performance.now() - t2) };
     return a;
   }
 

@@ -163,7 +163,7 @@ export class RedisShardStore implements ShardStore {
           return keys.length === 0 ? null : new Map(keys.map((k) => [k, h[k]!]));
         });
       },
-      minutes: (minutes) => this.minutes(shard, minutes, this.restoreRedis),
+      minutes: async (minutes) => (await this.packedMinutes(this.restoreRedis, shard, minutes))(),
     };
   }
 
@@ -288,8 +288,13 @@ export class RedisShardStore implements ShardStore {
    * returned function decodes it, so the caller chooses when to spend that CPU.
    */
   closedMinutes(shard: UnitId, minutes: readonly number[]): Promise<() => CountWrite[]> {
+    return this.packedMinutes(this.redis, shard, minutes);
+  }
+
+  /** Every count of the minutes, each minute one atomic Lua read returning one packed blob. */
+  private packedMinutes(redis: Redis, shard: UnitId, minutes: readonly number[]): Promise<() => CountWrite[]> {
     if (minutes.length === 0) return Promise.resolve(() => []);
-    const p = this.redis.pipeline();
+    const p = redis.pipeline();
     // Plain EVAL, not EVALSHA: a NOSCRIPT retry would be sent after later commands.
     for (const m of minutes) p.callBuffer('EVAL', [READ_MINUTE_LUA, 2, this.keys.counts(shard, m, null, null), this.keys.dimIndex(shard, m)]);
     return p.exec().then((res) => {

@@ -39,13 +39,18 @@ export class ShardFeed {
     // expires 5 s: after a server failover the pull is re-issued within seconds, not 30 s (NATS notes).
     this.messages = await this.consumer.consume({ max_messages: 256, expires: 5000, idle_heartbeat: 1000 });
     const msgs = this.messages;
+    // Back-pressure: while the actor's mailbox is full, delivery waits and no new pull goes out, so
+    // the server sends no heartbeats either. That is us being slow, not the server being gone.
+    let delivering = false;
+    let deliveredAt = Date.now();
+    const backPressured = (): boolean => delivering || Date.now() - deliveredAt < 3000;
     // Watchdog: an ordered consumer is R1 and lives on one server. If that server dies, the client
     // keeps retrying it forever (it only recreates on "consumer not found"), so missed heartbeats fail
     // the feed: the actor restarts from its committed sequence with a new consumer on a live server.
     void (async () => {
       for await (const st of msgs.status()) {
         const dead =
-          (st.type === 'heartbeats_missed' && st.count >= 3) ||
+          (st.type === 'heartbeats_missed' && st.count >= 3 && !backPressured()) ||
           (st.type === 'consumer_not_found' && st.count >= 3) ||
           st.type === 'stream_not_found' ||
           st.type === 'consumer_deleted';
@@ -57,7 +62,10 @@ export class ShardFeed {
     })().catch(() => undefined);
     this.loop = (async () => {
       for await (const m of msgs) {
+        delivering = true;
         await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data });
+        delivering = false;
+        deliveredAt = Date.now();
       }
     })().catch(onError);
   }

@@ -112,7 +112,14 @@ export class ShardHost {
     let warmInFlight = false;
     let warmMinutes = 0;
     const hot = this.deps.hot;
-    await hot?.restored(actor);
+    // Behind until its first tick finds it caught up: other shards' warm-ups wait for this one.
+    behindHosts.add(this);
+    try {
+      await hot?.restored(actor);
+    } catch (err) {
+      behindHosts.delete(this);
+      throw err;
+    }
     let committedSeq = stored ? actor.lastSeq : 0;
     let lastProvisionalAt = 0;
     let lastBatchAt = clock.now();
@@ -125,7 +132,10 @@ export class ShardHost {
     this.mailbox = mailbox;
     this.actor = actor;
     this.pending = -1;
-    log.info({ shard: this.shard, epoch, fromSeq: actor.lastSeq + 1, stateMs: tState - t0, trackedIds: actor.status().trackedIds }, 'shard actor restored');
+    log.info(
+      { shard: this.shard, epoch, fromSeq: actor.lastSeq + 1, stateMs: tState - t0, ...actor.restoreStats, trackedIds: actor.status().trackedIds },
+      'shard actor restored',
+    );
 
     let feedError: unknown;
     const feed = this.deps.feed();
@@ -133,7 +143,9 @@ export class ShardHost {
     signal.addEventListener('abort', onAbort);
     let live = true;
     const warmUpDue = (): boolean =>
-      !warmInFlight && actor.rankingsWarming && ((this.pending === 0 && behindHosts.size === 0) || clock.now() - tState >= WARM_DEFER_MAX_MS);
+      !warmInFlight &&
+      actor.rankingsWarming &&
+      ((this.pending === 0 && mailbox.size === 0 && behindHosts.size === 0) || clock.now() - tState >= WARM_DEFER_MAX_MS);
     /** Reads the next few closed minutes for the rankings; call only with nothing uncommitted. */
     const warmUpNext = (): void => {
       const minutes = actor.rankingWarmUpNext(WARM_CHUNK_MINUTES);
@@ -239,7 +251,11 @@ export class ShardHost {
             // interval, so the committed state (and a later restart) is as fresh as the stream.
             const caughtUp =
               this.pending === 0 && backlogSinceCommit >= CAUGHT_UP_COMMIT_BACKLOG && clock.now() - lastCommitAt >= CAUGHT_UP_COMMIT_MIN_MS;
-            if (caughtUp || sinceCommit >= this.opts.snapshotEveryMessages) await commit();
+            if (caughtUp) {
+              const backlog = backlogSinceCommit;
+              await commit();
+              log.info({ shard: this.shard, seq: actor.lastSeq, backlog }, 'shard caught up');
+            } else if (sinceCommit >= this.opts.snapshotEveryMessages) await commit();
             break;
           }
           case 'tick': {
@@ -255,8 +271,9 @@ export class ShardHost {
             // The rankings' warm-up reads a live window of closed minutes: only once every shard of
             // this thread has caught up (or after a while), so it never slows a replay; each chunk
             // right after a commit, so what it reads is all the actor has applied to those minutes.
-            if (this.pending === 0) behindHosts.delete(this);
-            else if (this.pending > 0) behindHosts.add(this);
+            // Caught up means nothing left at the server and nothing delivered but not yet applied.
+            if (this.pending === 0 && mailbox.size === 0) behindHosts.delete(this);
+            else behindHosts.add(this);
             if (warmUpDue()) {
               await commit();
               warmUpNext();

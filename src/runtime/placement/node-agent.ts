@@ -98,8 +98,11 @@ export class NodeAgent {
       }
       if (mine && epoch === undefined && e.since < this.startedAt) {
         // Assigned to an earlier process with this node id (restarted after a crash): take a new
-        // epoch first, so that process, should it still be alive, can no longer write.
-        await this.store.assign(e.shard, this.nodeId, this.clock.now());
+        // epoch first, so that process, should it still be alive, can no longer write; then start
+        // under it at once (a restart is not kept waiting for the next reconcile).
+        const next = await this.store.assign(e.shard, this.nodeId, this.clock.now());
+        this.log.info({ node: this.nodeId, shard: e.shard, epoch: next }, 'shard assigned here');
+        this.local.start(e.shard, next);
         continue;
       }
       if (mine && epoch !== e.epoch) {
