@@ -60,6 +60,8 @@ export interface BenchConfig {
   restartIds: number;
   /** restart: events published while the service is down (--backlog). */
   restartBacklog: number;
+  /** restart: SIGKILL + restart cycles on the one built state (--runs; default 3, quick 1); the median is reported. */
+  restartRuns: number;
   /** restart: ADAGG_SHARDS of its service (--shards, default 16). */
   restartShards: number;
   /** restart: event time of its workload spans this many minutes before the current one. */
@@ -101,7 +103,7 @@ export function parseConfig(argv: string[]): BenchConfig {
   --only a,b     run only these scenarios
   --cpu-prof     V8 CPU profile of the service during the first pipeline run (top self time in the report)
   --events N     events per pipeline/transport/naive run (default 2,000,000; quick 200,000)
-  --runs N       pipeline repetitions (default 3; quick 1)
+  --runs N       pipeline repetitions, or restart cycles (default 3; quick 1)
   --window N     concurrent publish calls (default 32)
   --batch N      producer maxBatch (default 500)
   --span-minutes N  event time of pipeline/transport/naive/recovery spread over the N minutes
@@ -118,7 +120,8 @@ export function parseConfig(argv: string[]): BenchConfig {
   --ids N        restart: events consumed before the SIGKILL, ≈ click ids tracked (default 40,000,000;
                  quick 2,000,000)
   --backlog N    restart: events published while the service is down (default 100,000: 10 s of the
-                 specified average load, 2 s of its peak)`);
+                 specified average load, 2 s of its peak)
+                 restart: --runs N kill/restart cycles on the one built state (default 3; quick 1)`);
     process.exit(0);
   }
   const quick = values.quick === true;
@@ -165,6 +168,7 @@ export function parseConfig(argv: string[]): BenchConfig {
     soak: { rate: n(values.rate, 10_000), minutes: n(values.minutes, 15), label, shards: n(values.shards, 16) },
     restartIds: n(values.ids, quick ? 2_000_000 : 40_000_000),
     restartBacklog: n(values.backlog, 100_000),
+    restartRuns: n(values.runs, quick ? 1 : 3),
     restartShards: n(values.shards, 16),
     restartSpanMinutes: 30,
   };

@@ -20,46 +20,69 @@ import { metric, rssOf, stallGuard, startService, type Service } from '../lib/se
 import { int, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
-export interface RestartResult {
-  shards: number;
-  events: number;
-  backlog: number;
-  buildPerSec: number;
+/** One SIGKILL → backlog → restart → caught-up cycle. */
+export interface RestartRun {
+  /** Tracked ids and state size at this kill. */
   trackedIds: number;
   rssBeforeKill: number;
   redisUsedMemory: number;
   /** Bytes of the state parts Redis holds for the shards (heads + dedupe blocks), at the kill. */
   stateBytes: number;
-  restart: {
-    spawnToReadyMs: number;
-    spawnToRestoredMs: number;
-    bootMs: number;
-    restoreMs: number;
-    restoreMaxShardMs: number;
-    replayEvents: number;
-    replayMs: number;
-    replayPerSec: number;
-    /** Spawn → every shard's committed sequence at the stream end. */
-    totalMs: number;
-  };
+  backlog: number;
+  spawnToReadyMs: number;
+  spawnToRestoredMs: number;
+  bootMs: number;
+  restoreMs: number;
+  restoreMaxShardMs: number;
+  /** Slowest shard's time reading its parts from Redis, and rebuilding its dedupe table (service log). */
+  readMaxMs: number;
+  dedupMaxMs: number;
+  replayEvents: number;
+  replayMs: number;
+  replayPerSec: number;
+  /** Spawn → every shard's committed sequence at the stream end. */
+  totalMs: number;
+}
+
+export interface RestartResult {
+  shards: number;
+  events: number;
+  buildPerSec: number;
+  runs: RestartRun[];
+  /** The run with the median `totalMs`. */
+  median: RestartRun;
   exact: Exactness;
 }
 
 /** Per shard: first 'lifecycle transition' to running and 'shard actor restored' (the service's info log). */
-function restoreTimes(svc: Service, shards: number): { firstStart: number; lastRestored: number; maxPerShard: number } | null {
+function restoreTimes(
+  svc: Service,
+  shards: number,
+): { firstStart: number; lastRestored: number; maxPerShard: number; readMaxMs: number; dedupMaxMs: number } | null {
   const start = new Map<number, number>();
   const done = new Map<number, number>();
+  let readMaxMs = 0;
+  let dedupMaxMs = 0;
   for (const l of svc.logs) {
     if (l.msg === 'lifecycle transition' && l.to === 'running' && typeof l.actor === 'string' && l.actor.startsWith('shard-')) {
       const s = Number(l.actor.slice(6));
       if (!start.has(s)) start.set(s, l.time);
     }
-    if (l.msg === 'shard actor restored' && typeof l.shard === 'number' && !done.has(l.shard)) done.set(l.shard, l.time);
+    if (l.msg === 'shard actor restored' && typeof l.shard === 'number' && !done.has(l.shard)) {
+      done.set(l.shard, l.time);
+      if (typeof l.readMs === 'number') readMaxMs = Math.max(readMaxMs, l.readMs);
+      if (typeof l.dedupMs === 'number') dedupMaxMs = Math.max(dedupMaxMs, l.dedupMs);
+    }
   }
   if (done.size < shards) return null;
   let maxPerShard = 0;
   for (const [s, t] of done) maxPerShard = Math.max(maxPerShard, t - (start.get(s) ?? t));
-  return { firstStart: Math.min(...start.values()), lastRestored: Math.max(...done.values()), maxPerShard };
+  return { firstStart: Math.min(...start.values()), lastRestored: Math.max(...done.values()), maxPerShard, readMaxMs, dedupMaxMs };
+}
+
+/** Waits while the bench's Redis rewrites its AOF (a fork copying GBs), so a restart is not timed against it. */
+async function redisQuiet(rd: Ctx['servers']['rd']): Promise<void> {
+  await until('Redis AOF rewrite finished', async () => /aof_rewrite_in_progress:0/.test(await rd.info('persistence')), 600_000, 250);
 }
 
 /**
@@ -106,7 +129,7 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
   const t0 = Math.floor(Date.now() / 60_000) * 60_000;
   const span = cfg.restartSpanMinutes * 60_000;
   const w = new Workload({
-    events: ids + backlog,
+    events: ids + (backlog + 1) * cfg.restartRuns,
     ads: cfg.ads,
     zipfS: cfg.zipfS,
     lateFraction: 0.01,
@@ -155,60 +178,76 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
       return caughtUp();
     }, 30 * 60_000, 250);
     const buildPerSec = (tracker.ackedEvents * 1000) / (Date.now() - tb);
-    // Let a tick pass so the tracked-ids gauge is current.
-    await sleep(1500);
-    const trackedIds = [...(await metric(s1.url, 'adagg_tracked_ids')).values()].reduce((a, b) => a + b, 0);
-    const rssBeforeKill = rssOf(s1.pid);
-    await svc.kill();
-    const info = await servers.rd.info('memory');
-    const redisUsedMemory = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
-    let stateBytes = 0;
-    for (let s = 0; s < shards; s++) {
-      const base = `${prefix}:{s${s}}`;
-      stateBytes += await servers.rd.strlen(`${base}:snap`);
-      for (const k of await servers.rd.smembers(`${base}:parts`)) stateBytes += await servers.rd.strlen(k);
+    const builtEvents = tracker.ackedEvents;
+    ctx.progress.log(`restart: state built from ${int(builtEvents)} events at ${rate(buildPerSec)}/s`);
+    const runs: RestartRun[] = [];
+    for (let i = 1; i <= cfg.restartRuns; i++) {
+      const live = svc;
+      // Let a tick pass so the tracked-ids gauge is current.
+      await sleep(1500);
+      await redisQuiet(servers.rd);
+      const trackedIds = [...(await metric(live.url, 'adagg_tracked_ids')).values()].reduce((a, b) => a + b, 0);
+      const rssBeforeKill = rssOf(live.pid);
+      await live.kill();
+      const info = await servers.rd.info('memory');
+      const redisUsedMemory = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
+      let stateBytes = 0;
+      for (let s = 0; s < shards; s++) {
+        const base = `${prefix}:{s${s}}`;
+        stateBytes += await servers.rd.strlen(`${base}:snap`);
+        for (const k of await servers.rd.smembers(`${base}:parts`)) stateBytes += await servers.rd.strlen(k);
+      }
+      ctx.progress.log(
+        `restart ${i}/${cfg.restartRuns}: tracked ids ${int(trackedIds)}, service RSS ${mib(rssBeforeKill)}, Redis ${mib(redisUsedMemory)}, ` +
+          `state parts ${mib(stateBytes)}; SIGKILL`,
+      );
+
+      ctx.progress.set({ phase: `restart ${i}/${cfg.restartRuns}: publishing a ${int(backlog)}-event backlog while the service is down` });
+      const before = tracker.ackedEvents;
+      await publishSome(w, producer, cfg.window, backlog + 1, () => ctx.progress.set({ sent: tracker.ackedEvents }));
+      const committedAtKill = await committed();
+      await redisQuiet(servers.rd);
+
+      ctx.progress.set({ phase: `restart ${i}/${cfg.restartRuns}: restarting after SIGKILL`, done: committedAtKill });
+      svc = await startService(svcOpts);
+      const s2 = svc;
+      await until('every shard restored', () => restoreTimes(s2, shards) !== null, 120_000, 10);
+      const rt = restoreTimes(s2, shards)!;
+      const guard2 = stallGuard(s2);
+      await until('caught up after the restart', async () => {
+        const d = await committed();
+        ctx.progress.set({ done: d });
+        const why = guard2(d);
+        if (why) throw new Error(`restart (replay): ${why}`);
+        return caughtUp();
+      }, 10 * 60_000, 20);
+      const tCaughtUp = Date.now();
+      const replayEvents = tracker.ackedEvents - committedAtKill;
+      const run: RestartRun = {
+        trackedIds,
+        rssBeforeKill,
+        redisUsedMemory,
+        stateBytes,
+        backlog: tracker.ackedEvents - before,
+        spawnToReadyMs: s2.readyAt - s2.spawnedAt,
+        spawnToRestoredMs: rt.lastRestored - s2.spawnedAt,
+        bootMs: rt.firstStart - s2.spawnedAt,
+        restoreMs: rt.lastRestored - rt.firstStart,
+        restoreMaxShardMs: rt.maxPerShard,
+        readMaxMs: rt.readMaxMs,
+        dedupMaxMs: rt.dedupMaxMs,
+        replayEvents,
+        replayMs: tCaughtUp - rt.lastRestored,
+        replayPerSec: (replayEvents * 1000) / Math.max(1, tCaughtUp - rt.lastRestored),
+        totalMs: tCaughtUp - s2.spawnedAt,
+      };
+      runs.push(run);
+      ctx.progress.log(
+        `restart ${i}/${cfg.restartRuns}: spawn→ready ${ms(run.spawnToReadyMs)}, spawn→restored ${ms(run.spawnToRestoredMs)} (boot ${ms(run.bootMs)}, ` +
+          `restore ${ms(run.restoreMs)}, slowest shard ${ms(run.restoreMaxShardMs)}: read ${ms(run.readMaxMs)}, dedupe ${ms(run.dedupMaxMs)}), ` +
+          `replay ${int(replayEvents)} events (${int(run.backlog)} published while down) in ${ms(run.replayMs)}, caught up ${ms(run.totalMs)} after spawn`,
+      );
     }
-    ctx.progress.log(
-      `restart: state built from ${int(tracker.ackedEvents)} events at ${rate(buildPerSec)}/s; tracked ids ${int(trackedIds)}, ` +
-        `service RSS ${mib(rssBeforeKill)}, Redis ${mib(redisUsedMemory)}, state parts ${mib(stateBytes)}; SIGKILL`,
-    );
-
-    ctx.progress.set({ phase: `restart: publishing a ${int(backlog)}-event backlog while the service is down` });
-    const before = tracker.ackedEvents;
-    await publishSome(w, producer, cfg.window, backlog + 1, () => ctx.progress.set({ sent: tracker.ackedEvents }));
-    const committedAtKill = await committed();
-
-    ctx.progress.set({ phase: 'restart: restarting after SIGKILL', done: committedAtKill });
-    svc = await startService(svcOpts);
-    const s2 = svc;
-    await until('every shard restored', () => restoreTimes(s2, shards) !== null, 120_000, 10);
-    const rt = restoreTimes(s2, shards)!;
-    const guard2 = stallGuard(s2);
-    await until('caught up after the restart', async () => {
-      const d = await committed();
-      ctx.progress.set({ done: d });
-      const why = guard2(d);
-      if (why) throw new Error(`restart (replay): ${why}`);
-      return caughtUp();
-    }, 10 * 60_000, 20);
-    const tCaughtUp = Date.now();
-    const replayEvents = tracker.ackedEvents - committedAtKill;
-    const restart = {
-      spawnToReadyMs: s2.readyAt - s2.spawnedAt,
-      spawnToRestoredMs: rt.lastRestored - s2.spawnedAt,
-      bootMs: rt.firstStart - s2.spawnedAt,
-      restoreMs: rt.lastRestored - rt.firstStart,
-      restoreMaxShardMs: rt.maxPerShard,
-      replayEvents,
-      replayMs: tCaughtUp - rt.lastRestored,
-      replayPerSec: (replayEvents * 1000) / Math.max(1, tCaughtUp - rt.lastRestored),
-      totalMs: tCaughtUp - s2.spawnedAt,
-    };
-    ctx.progress.log(
-      `restart: spawn→ready ${ms(restart.spawnToReadyMs)}, spawn→restored ${ms(restart.spawnToRestoredMs)} (boot ${ms(restart.bootMs)}, ` +
-        `restore ${ms(restart.restoreMs)}, slowest shard ${ms(restart.restoreMaxShardMs)}), replay ${int(replayEvents)} events ` +
-        `(${int(tracker.ackedEvents - before)} published while down) in ${ms(restart.replayMs)}, caught up ${ms(restart.totalMs)} after spawn`,
-    );
     const [, lastMinute] = minuteRange(w);
     ctx.progress.set({ phase: 'restart: waiting for minutes to close', note: undefined });
     await until('minutes closed', async () => (await readMetas(servers.rd, prefix, shards)).every((m) => m.closedThrough >= lastMinute), 300_000, 200);
@@ -217,18 +256,8 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
     ctx.progress.log(`restart: exact=${exact.exact} (${int(exact.totalCounted)} counted, truth ${int(exact.totalTruth)})`);
     if (!exact.exact) ctx.progress.log(`  NOT EXACT: ${JSON.stringify(exact)}`);
     await svc.stop();
-    return {
-      shards,
-      events: tracker.ackedEvents,
-      backlog: tracker.ackedEvents - before,
-      buildPerSec,
-      trackedIds,
-      rssBeforeKill,
-      redisUsedMemory,
-      stateBytes,
-      restart,
-      exact,
-    };
+    const median = [...runs].sort((a, b) => a.totalMs - b.totalMs)[Math.floor((runs.length - 1) / 2)]!;
+    return { shards, events: tracker.ackedEvents, buildPerSec, runs, median, exact };
   } finally {
     await svc?.kill();
     await deleteStream(servers.nc, topo.clicksStream);
