@@ -24,12 +24,12 @@
  *   recount of all generated clicks over [end − window, end); once a minute (at :30) the global
  *   provisional ranking is checked the same way against all clicks applied so far.
  */
-import { decode, encode } from '@msgpack/msgpack';
+import { decode, encode } from '../src/model/msgpack.ts';
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ShardActor } from '../src/actors/shard-actor.ts';
-import type { RankingUpdate } from '../src/actors/shard/rankings.ts';
-import { TopNReducer, type GlobalRanking } from '../src/actors/topn-reducer.ts';
+import { TopNReducer } from '../src/actors/topn-reducer.ts';
+import type { GlobalRanking, RankingUpdate } from '../src/model/rankings.ts';
 import type { Click } from '../src/model/click.ts';
 import { shardOf } from '../src/model/partition.ts';
 import { parseSpecKey, specKey, type RankSpec } from '../src/model/rank-spec.ts';
@@ -400,7 +400,7 @@ lines.push(
 lines.push(
   `- actors: ${SHARDS} ShardActor instances on one ManualClock, depth ${DEPTH}, specs ${specKeys.map((k) => `\`${k}\``).join(', ')} (windows ${WINDOWS.join(', ')}, no filter), ` +
     `lateness ${DEFAULTS.allowedLatenessMs} ms, tick every ${TICK_MS} ms (tick(true) → commit if closed → rankingUpdates(provisional ≥ 1 s apart)), ` +
-    `messages \`encode({shard, updates})\` (@msgpack/msgpack), decoded and applied to one TopNReducer`,
+    `messages \`encode({shard, updates})\` (msgpackr, src/model/msgpack.ts), decoded and applied to one TopNReducer`,
 );
 lines.push('');
 lines.push('Per simulated minute k: top-N = everything published in minute k (finals for the window ending at k — event minute k−1 closes at k:10 — plus provisional deltas); whole tables = msgpack `{shard, minute, counts}` of every ad\'s count of event minute k−1, one per shard; live deltas = a naive provisional feed (each shard, each second: open-minute count of every ad clicked in that second).');

@@ -13,7 +13,7 @@ export class AdaggError extends Error {
   }
 }
 
-/** Stable error codes. README lists them with their HTTP statuses. */
+/** Stable error codes. docs/api.md lists them with their HTTP statuses. */
 export const ErrorCode = {
   BadOption: 'ADAGG_E_BAD_OPTION',
   BadParam: 'ADAGG_E_BAD_PARAM',

@@ -1,217 +1,313 @@
+/**
+ * Options of an adagg process, from one table: each entry of {@link OPTIONS} gives an option's
+ * default, environment variable, kind and bounds, and the text of the configuration table (docs/configuration.md).
+ * The types (`AdaggOptions`, `CompiledOptions`), `DEFAULTS`, `ENV_VARS`, the checks of
+ * `compileOptions` and the configuration table in docs/configuration.md (`npm run docs:options`) are all derived from it.
+ *
+ * @example
+ * const o = compileOptions({ ...optionsFromEnv(), shards: 8 }); // throws ADAGG_E_BAD_OPTION naming a bad option
+ */
 import os from 'node:os';
 import { OptionError } from './errors.ts';
 
-/** Public options of an adagg process. Every field has a default; environment variables map onto them. */
-export interface AdaggOptions {
-  /** NATS servers, comma-separated. Unset with `npm start`: a local nats-server is started. Env NATS_URL. */
-  natsUrl?: string;
-  /** Redis URL. Unset with `npm start`: a local redis-server (AOF) is started. Env REDIS_URL. */
-  redisUrl?: string;
-  /** Names streams (`<PREFIX>_CLICKS`), subjects and Redis keys. @default 'adagg' Env ADAGG_PREFIX. */
-  prefix?: string;
-  /** Shard count, fixed when the clicks stream is created. @default 16 Env ADAGG_SHARDS. */
-  shards?: number;
-  /** Stream replicas (3 on a NATS cluster). @default 1 Env ADAGG_REPLICAS. */
-  replicas?: number;
-  /** Pre-aggregated dimensions. @default ['country'] Env ADAGG_DIMENSIONS (comma list). */
-  dimensions?: string[];
-  /**
-   * Pre-aggregated combinations of dimensions (a star-schema cube), e.g. ['country+device'].
-   * @default [] Env ADAGG_CUBES (comma list of `a+b` names).
-   */
-  cubes?: string[];
-  /** Depth of each shard's streaming top-N (largest live `count`). @default 100 Env ADAGG_TOPN_DEPTH. */
-  topnDepth?: number;
-  /** Longest live top-N window in minutes (closed minutes kept in actor memory). @default 60 Env ADAGG_MAX_LIVE_WINDOW. */
-  maxLiveWindow?: number;
-  /** Unsent bytes above which a WebSocket client is slow and only gets the newest ranking. @default 262144 Env ADAGG_WS_MAX_BUFFERED_BYTES. */
-  wsMaxBufferedBytes?: number;
-  /** A WebSocket client slow for this long is disconnected. @default 10000 Env ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS. */
-  wsSlowClientTimeoutMs?: number;
-  /** Node heartbeat period. @default 1000 Env ADAGG_HEARTBEAT_INTERVAL_MS. */
-  heartbeatIntervalMs?: number;
-  /** A node silent this long is dead and its shards are reassigned (≤ 10 s). @default 5000 Env ADAGG_NODE_TIMEOUT_MS. */
-  nodeTimeoutMs?: number;
-  /** Handoffs started per placement round. @default 4 Env ADAGG_MAX_MOVES_PER_ROUND. */
-  maxMovesPerRound?: number;
-  /** A node (re)started this recently gets no rebalanced shards (hysteresis). @default 10000 Env ADAGG_JOIN_GRACE_MS. */
-  joinGraceMs?: number;
-  /** Nodes that must be alive before shards are first assigned. @default 1 Env ADAGG_MIN_NODES. */
-  minNodes?: number;
-  /**
-   * Worker threads a runtime node hosts its actors in (each shard or hot child runs in one); 0 hosts
-   * them on the main thread. The node stays one member of the cluster either way.
-   * @default os.availableParallelism() Env ADAGG_WORKERS.
-   */
-  workers?: number;
-  /** A handoff not completed by the old owner in this time is forced (fencing keeps it safe). @default 10000 Env ADAGG_HANDOFF_TIMEOUT_MS. */
-  handoffTimeoutMs?: number;
-  /** Watermark = max event time − this. @default 10000 Env ADAGG_ALLOWED_LATENESS_MS. */
-  allowedLatenessMs?: number;
-  /** Wall-clock idle time after which an idle, caught-up shard advances its watermark. @default 5000 Env ADAGG_IDLE_TIMEOUT_MS. */
-  idleTimeoutMs?: number;
-  /** Clicks older than this are refused as too_old. @default 3600000 Env ADAGG_CORRECTION_HORIZON_MS. */
-  correctionHorizonMs?: number;
-  /** Clicks further ahead than this are refused as in_future. @default 300000 Env ADAGG_MAX_FUTURE_MS. */
-  maxFutureMs?: number;
-  /** Longest time between snapshots of a shard that changed. @default 1000 Env ADAGG_SNAPSHOT_INTERVAL_MS. */
-  snapshotIntervalMs?: number;
-  /** Snapshot after this many stream messages. @default 1000 Env ADAGG_SNAPSHOT_EVERY_MESSAGES. */
-  snapshotEveryMessages?: number;
-  /** Raw clicks kept in JetStream for replay. @default 7 days Env ADAGG_RAW_RETENTION_MS. */
-  rawRetentionMs?: number;
-  /** JetStream publish dedupe window. @default 120000 Env ADAGG_DUPLICATE_WINDOW_MS. */
-  duplicateWindowMs?: number;
-  /** Final counts kept in Redis. @default 30 days Env ADAGG_COUNT_TTL_MS. */
-  countTtlMs?: number;
-  /** Stream messages queued per shard actor. @default 64 Env ADAGG_MAILBOX_CAPACITY. */
-  mailboxCapacity?: number;
-  /** Actor tick period (idle watermark, snapshots, lag). @default 500 Env ADAGG_TICK_INTERVAL_MS. */
-  tickIntervalMs?: number;
-  /** @default 8080 Env ADAGG_HTTP_PORT. */
-  httpPort?: number;
-  /** @default '0.0.0.0' Env ADAGG_HTTP_HOST. */
-  httpHost?: string;
-  /** Largest POST /v1/clicks body. @default 16 MiB Env ADAGG_MAX_BODY_BYTES. */
-  maxBodyBytes?: number;
-  /** Most clicks in one POST. @default 100000 Env ADAGG_MAX_LINES. */
-  maxLines?: number;
-  /** Longest query range in minutes. @default 10080 (7 days) Env ADAGG_MAX_QUERY_MINUTES. */
-  maxQueryMinutes?: number;
-  /** Largest `count` of popular_ads. @default 1000 Env ADAGG_MAX_TOP_N. */
-  maxTopN?: number;
-  /** Timeout of a query to a shard actor. @default 2000 Env ADAGG_QUERY_TIMEOUT_MS. */
-  queryTimeoutMs?: number;
-  /** Where `npm start` keeps local nats/redis data. @default './data' Env ADAGG_DATA_DIR. */
-  dataDir?: string;
-  /** Children of an automatically split hot ad; 0 turns automatic splitting off. @default 3 Env ADAGG_HOT_CHILDREN. */
-  hotChildren?: number;
-  /** An ad whose events/s stays at or above this is hot. @default 20000 Env ADAGG_HOT_RATE. */
-  hotRatePerSec?: number;
-  /** ...or whose share of its shard's events stays at or above this percentage... @default 50 Env ADAGG_HOT_SHARE_PCT. */
-  hotSharePct?: number;
-  /** ...while at least this many events/s. @default 2000 Env ADAGG_HOT_MIN_RATE. */
-  hotMinRatePerSec?: number;
-  /** How long an ad must stay hot before it is split. @default 30000 Env ADAGG_HOT_FOR_MS. */
-  hotForMs?: number;
-  /** A split ad cools below this many events/s... @default 5000 Env ADAGG_COOL_RATE. */
-  coolRatePerSec?: number;
-  /** ...and below this share of its shard... @default 20 Env ADAGG_COOL_SHARE_PCT. */
-  coolSharePct?: number;
-  /** ...held this long; then it is un-split. @default 120000 Env ADAGG_COOL_FOR_MS. */
-  coolForMs?: number;
-  /** After an un-split completes, its children hand stragglers back this long before they stop. @default 5000 Env ADAGG_HOT_LINGER_MS. */
-  hotLingerMs?: number;
+interface Described {
+  /** Environment variable that sets the option. */
+  env: string;
+  /** One line for the configuration table (docs/configuration.md). */
+  doc: string;
+  /** The table's default column, where the value alone says less (`7 days`). */
+  docDefault?: string;
 }
 
-export type CompiledOptions = Required<Omit<AdaggOptions, 'natsUrl' | 'redisUrl'>> &
-  Pick<AdaggOptions, 'natsUrl' | 'redisUrl'>;
+/** An integer option: a number, or a string of digits from the environment. */
+export interface IntOption extends Described {
+  kind: 'int';
+  default: number;
+  /** Smallest accepted value. */
+  min: 0 | 1;
+  /** Largest accepted value (none: any safe integer). */
+  max?: number;
+  /** The error for a value outside min..max, where `must be > 0` / `must be <= max` would say less. */
+  rangeError?: string;
+}
 
+/** A non-empty string option, optionally matching a pattern. */
+export interface StringOption extends Described {
+  kind: 'string';
+  default: string;
+  pattern?: RegExp;
+}
+
+/** A list option: an array, or a comma-separated string from the environment. */
+export interface ListOption extends Described {
+  kind: 'list';
+  default: readonly string[];
+  /** Checks one item: an error message, or undefined when the item is good. */
+  checkItem: (item: string) => string | undefined;
+  /** The error when an item is listed twice. */
+  duplicateError: string;
+  /** The table's accepts column. */
+  accepts: string;
+}
+
+/** A server URL with no default: unset, `npm start` starts a local server. */
+export interface UrlOption extends Described {
+  kind: 'url';
+}
+
+export type OptionSpec = IntOption | StringOption | ListOption | UrlOption;
+
+const SECOND = 1000;
 const DAY = 24 * 3600_000;
-export const DEFAULTS: CompiledOptions = {
-  prefix: 'adagg',
-  shards: 16,
-  replicas: 1,
-  dimensions: ['country'],
-  cubes: [],
-  topnDepth: 100,
-  maxLiveWindow: 60,
-  heartbeatIntervalMs: 1000,
-  nodeTimeoutMs: 5000,
-  maxMovesPerRound: 4,
-  joinGraceMs: 10_000,
-  minNodes: 1,
-  workers: os.availableParallelism(),
-  handoffTimeoutMs: 10_000,
-  wsMaxBufferedBytes: 256 * 1024,
-  wsSlowClientTimeoutMs: 10_000,
-  allowedLatenessMs: 10_000,
-  idleTimeoutMs: 5_000,
-  correctionHorizonMs: 3600_000,
-  maxFutureMs: 300_000,
-  snapshotIntervalMs: 1_000,
-  snapshotEveryMessages: 1_000,
-  rawRetentionMs: 7 * DAY,
-  duplicateWindowMs: 120_000,
-  countTtlMs: 30 * DAY,
-  mailboxCapacity: 64,
-  tickIntervalMs: 500,
-  httpPort: 8080,
-  httpHost: '0.0.0.0',
-  maxBodyBytes: 16 * 1024 * 1024,
-  maxLines: 100_000,
-  maxQueryMinutes: 10_080,
-  maxTopN: 1000,
-  queryTimeoutMs: 2000,
-  dataDir: './data',
-  hotChildren: 3,
-  hotRatePerSec: 20_000,
-  hotSharePct: 50,
-  hotMinRatePerSec: 2000,
-  hotForMs: 30_000,
-  coolRatePerSec: 5000,
-  coolSharePct: 20,
-  coolForMs: 120_000,
-  hotLingerMs: 5000,
-};
+const NAME = /^[A-Za-z0-9_]{1,32}$/;
 
-const ENV: Record<string, keyof AdaggOptions> = {
-  NATS_URL: 'natsUrl',
-  REDIS_URL: 'redisUrl',
-  ADAGG_PREFIX: 'prefix',
-  ADAGG_SHARDS: 'shards',
-  ADAGG_REPLICAS: 'replicas',
-  ADAGG_DIMENSIONS: 'dimensions',
-  ADAGG_CUBES: 'cubes',
-  ADAGG_TOPN_DEPTH: 'topnDepth',
-  ADAGG_MAX_LIVE_WINDOW: 'maxLiveWindow',
-  ADAGG_HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
-  ADAGG_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
-  ADAGG_MAX_MOVES_PER_ROUND: 'maxMovesPerRound',
-  ADAGG_JOIN_GRACE_MS: 'joinGraceMs',
-  ADAGG_MIN_NODES: 'minNodes',
-  ADAGG_WORKERS: 'workers',
-  ADAGG_HANDOFF_TIMEOUT_MS: 'handoffTimeoutMs',
-  ADAGG_WS_MAX_BUFFERED_BYTES: 'wsMaxBufferedBytes',
-  ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS: 'wsSlowClientTimeoutMs',
-  ADAGG_ALLOWED_LATENESS_MS: 'allowedLatenessMs',
-  ADAGG_IDLE_TIMEOUT_MS: 'idleTimeoutMs',
-  ADAGG_CORRECTION_HORIZON_MS: 'correctionHorizonMs',
-  ADAGG_MAX_FUTURE_MS: 'maxFutureMs',
-  ADAGG_SNAPSHOT_INTERVAL_MS: 'snapshotIntervalMs',
-  ADAGG_SNAPSHOT_EVERY_MESSAGES: 'snapshotEveryMessages',
-  ADAGG_RAW_RETENTION_MS: 'rawRetentionMs',
-  ADAGG_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',
-  ADAGG_COUNT_TTL_MS: 'countTtlMs',
-  ADAGG_MAILBOX_CAPACITY: 'mailboxCapacity',
-  ADAGG_TICK_INTERVAL_MS: 'tickIntervalMs',
-  ADAGG_HTTP_PORT: 'httpPort',
-  ADAGG_HTTP_HOST: 'httpHost',
-  ADAGG_MAX_BODY_BYTES: 'maxBodyBytes',
-  ADAGG_MAX_LINES: 'maxLines',
-  ADAGG_MAX_QUERY_MINUTES: 'maxQueryMinutes',
-  ADAGG_MAX_TOP_N: 'maxTopN',
-  ADAGG_QUERY_TIMEOUT_MS: 'queryTimeoutMs',
-  ADAGG_DATA_DIR: 'dataDir',
-  ADAGG_HOT_CHILDREN: 'hotChildren',
-  ADAGG_HOT_RATE: 'hotRatePerSec',
-  ADAGG_HOT_SHARE_PCT: 'hotSharePct',
-  ADAGG_HOT_MIN_RATE: 'hotMinRatePerSec',
-  ADAGG_HOT_FOR_MS: 'hotForMs',
-  ADAGG_COOL_RATE: 'coolRatePerSec',
-  ADAGG_COOL_SHARE_PCT: 'coolSharePct',
-  ADAGG_COOL_FOR_MS: 'coolForMs',
-  ADAGG_HOT_LINGER_MS: 'hotLingerMs',
-};
+/** Every option of an adagg process, in the order docs/configuration.md lists them. */
+export const OPTIONS = {
+  natsUrl: {
+    kind: 'url',
+    env: 'NATS_URL',
+    docDefault: 'local child server (`npm start`)',
+    doc: 'NATS servers, comma-separated for a cluster; `adagg node` and `adagg gateway` need it',
+  },
+  redisUrl: {
+    kind: 'url',
+    env: 'REDIS_URL',
+    docDefault: 'local child server (`npm start`)',
+    doc: 'Redis URL; `adagg node` and `adagg gateway` need it',
+  },
+  httpPort: { kind: 'int', env: 'ADAGG_HTTP_PORT', default: 8080, min: 0, max: 65535, rangeError: 'must be a TCP port', doc: 'gateway port (0: any free port)' },
+  httpHost: { kind: 'string', env: 'ADAGG_HTTP_HOST', default: '0.0.0.0', doc: 'gateway address' },
+  prefix: {
+    kind: 'string',
+    env: 'ADAGG_PREFIX',
+    default: 'adagg',
+    pattern: /^[A-Za-z][A-Za-z0-9_]{0,31}$/,
+    doc: 'names the streams (`ADAGG_CLICKS`, `ADAGG_DLQ`), subjects and Redis keys',
+  },
+  shards: {
+    kind: 'int',
+    env: 'ADAGG_SHARDS',
+    default: 16,
+    min: 1,
+    max: 1024,
+    doc: 'shard count, fixed when the clicks stream is created (recorded in its description; a mismatch is refused)',
+  },
+  replicas: { kind: 'int', env: 'ADAGG_REPLICAS', default: 1, min: 1, doc: 'JetStream replicas (3 on a NATS cluster)' },
+  dimensions: {
+    kind: 'list',
+    env: 'ADAGG_DIMENSIONS',
+    default: ['country'],
+    checkItem: (d) => (NAME.test(d) ? undefined : `bad dimension name "${d}"`),
+    // A repeated dimension would be counted twice per click.
+    duplicateError: 'lists a dimension twice',
+    accepts: 'comma list of `[A-Za-z0-9_]{1,32}`',
+    doc: 'pre-aggregated dimensions',
+  },
+  cubes: {
+    kind: 'list',
+    env: 'ADAGG_CUBES',
+    default: [],
+    checkItem: (c) => {
+      const parts = c.split('+');
+      const ok = parts.length >= 2 && parts.every((d) => NAME.test(d)) && new Set(parts).size === parts.length;
+      return ok ? undefined : `bad cube "${c}" (expected names joined by +, e.g. country+device)`;
+    },
+    duplicateError: 'lists a cube twice',
+    accepts: 'comma list of `a+b` names',
+    docDefault: '(none)',
+    doc: 'pre-aggregated combinations of dimensions (a star-schema cube), e.g. `country+device`',
+  },
+  topnDepth: { kind: 'int', env: 'ADAGG_TOPN_DEPTH', default: 100, min: 1, doc: "depth of each shard's streaming top-K (largest live `count`)" },
+  maxLiveWindow: {
+    kind: 'int',
+    env: 'ADAGG_MAX_LIVE_WINDOW',
+    default: 60,
+    min: 1,
+    doc: 'longest live top-N window in minutes; closed minutes kept in actor memory for it',
+  },
+  wsMaxBufferedBytes: {
+    kind: 'int',
+    env: 'ADAGG_WS_MAX_BUFFERED_BYTES',
+    default: 256 * 1024,
+    min: 1,
+    doc: 'unsent bytes above which a WebSocket client only gets the newest ranking',
+  },
+  wsSlowClientTimeoutMs: {
+    kind: 'int',
+    env: 'ADAGG_WS_SLOW_CLIENT_TIMEOUT_MS',
+    default: 10 * SECOND,
+    min: 1,
+    doc: 'a WebSocket client backed up this long is disconnected',
+  },
+  allowedLatenessMs: { kind: 'int', env: 'ADAGG_ALLOWED_LATENESS_MS', default: 10 * SECOND, min: 0, doc: 'watermark = highest event time − this' },
+  idleTimeoutMs: {
+    kind: 'int',
+    env: 'ADAGG_IDLE_TIMEOUT_MS',
+    default: 5 * SECOND,
+    min: 1,
+    doc: 'an idle, caught-up shard advances its watermark with the wall clock after this',
+  },
+  correctionHorizonMs: { kind: 'int', env: 'ADAGG_CORRECTION_HORIZON_MS', default: 3600_000, min: 1, doc: 'older clicks are refused as `too_old`' },
+  maxFutureMs: { kind: 'int', env: 'ADAGG_MAX_FUTURE_MS', default: 300_000, min: 0, doc: 'clicks further ahead are refused as `in_future`' },
+  snapshotIntervalMs: {
+    kind: 'int',
+    env: 'ADAGG_SNAPSHOT_INTERVAL_MS',
+    default: 1 * SECOND,
+    min: 1,
+    doc: 'longest time between commits of a changed shard',
+  },
+  snapshotEveryMessages: { kind: 'int', env: 'ADAGG_SNAPSHOT_EVERY_MESSAGES', default: 1000, min: 1, doc: 'commit after this many stream messages' },
+  rawRetentionMs: {
+    kind: 'int',
+    env: 'ADAGG_RAW_RETENTION_MS',
+    default: 7 * DAY,
+    docDefault: '7 days',
+    min: 1,
+    doc: 'raw clicks kept in JetStream (age-based) for replay',
+  },
+  duplicateWindowMs: { kind: 'int', env: 'ADAGG_DUPLICATE_WINDOW_MS', default: 120_000, min: 1, doc: 'JetStream publish dedupe window' },
+  countTtlMs: { kind: 'int', env: 'ADAGG_COUNT_TTL_MS', default: 30 * DAY, docDefault: '30 days', min: 1, doc: 'final counts kept in Redis' },
+  mailboxCapacity: {
+    kind: 'int',
+    env: 'ADAGG_MAILBOX_CAPACITY',
+    default: 64,
+    min: 1,
+    doc: 'stream messages queued per shard actor (back-pressure beyond)',
+  },
+  tickIntervalMs: { kind: 'int', env: 'ADAGG_TICK_INTERVAL_MS', default: 500, min: 1, doc: 'actor tick (idle watermark, commits, lag)' },
+  maxBodyBytes: {
+    kind: 'int',
+    env: 'ADAGG_MAX_BODY_BYTES',
+    default: 16 * 1024 * 1024,
+    docDefault: '16777216 (16 MiB)',
+    min: 1,
+    doc: 'largest POST body',
+  },
+  maxLines: { kind: 'int', env: 'ADAGG_MAX_LINES', default: 100_000, min: 1, doc: 'most clicks per POST' },
+  maxQueryMinutes: { kind: 'int', env: 'ADAGG_MAX_QUERY_MINUTES', default: 10_080, docDefault: '10080 (7 days)', min: 1, doc: 'longest query range in minutes' },
+  maxTopN: { kind: 'int', env: 'ADAGG_MAX_TOP_N', default: 1000, min: 1, doc: 'largest `count` of popular_ads' },
+  queryTimeoutMs: {
+    kind: 'int',
+    env: 'ADAGG_QUERY_TIMEOUT_MS',
+    default: 2 * SECOND,
+    min: 1,
+    doc: 'gateway → actor request timeout (retried while an owner restarts)',
+  },
+  dataDir: { kind: 'string', env: 'ADAGG_DATA_DIR', default: './data', doc: 'data of the local servers `npm start` runs' },
+  workers: {
+    kind: 'int',
+    env: 'ADAGG_WORKERS',
+    default: os.availableParallelism(),
+    docDefault: 'cores (`os.availableParallelism()`)',
+    min: 0,
+    max: 256,
+    rangeError: 'must be in 0..256',
+    doc: 'worker threads a runtime node hosts its actors in; `0`: on the main thread',
+  },
+  heartbeatIntervalMs: { kind: 'int', env: 'ADAGG_HEARTBEAT_INTERVAL_MS', default: 1 * SECOND, min: 1, doc: 'node heartbeat period' },
+  nodeTimeoutMs: {
+    kind: 'int',
+    env: 'ADAGG_NODE_TIMEOUT_MS',
+    default: 5 * SECOND,
+    min: 1,
+    doc: 'a node silent this long is dead; its shards are reassigned (longer than the heartbeat period)',
+  },
+  maxMovesPerRound: { kind: 'int', env: 'ADAGG_MAX_MOVES_PER_ROUND', default: 4, min: 1, doc: 'handoffs started per placement round' },
+  joinGraceMs: {
+    kind: 'int',
+    env: 'ADAGG_JOIN_GRACE_MS',
+    default: 10 * SECOND,
+    min: 0,
+    doc: 'a node (re)started this recently gets no rebalanced shards',
+  },
+  minNodes: { kind: 'int', env: 'ADAGG_MIN_NODES', default: 1, min: 1, doc: 'nodes alive before shards are first assigned' },
+  handoffTimeoutMs: {
+    kind: 'int',
+    env: 'ADAGG_HANDOFF_TIMEOUT_MS',
+    default: 10 * SECOND,
+    min: 1,
+    doc: 'a handoff the old owner has not completed is forced (fencing keeps it safe)',
+  },
+  hotChildren: {
+    kind: 'int',
+    env: 'ADAGG_HOT_CHILDREN',
+    default: 3,
+    min: 0,
+    max: 64,
+    rangeError: 'must be in 0..64',
+    doc: 'children of an automatically split hot ad; `0` turns automatic splitting off',
+  },
+  hotRatePerSec: { kind: 'int', env: 'ADAGG_HOT_RATE', default: 20_000, min: 1, doc: 'an ad with at least this many clicks/s, held for `hotForMs`, is hot…' },
+  hotSharePct: {
+    kind: 'int',
+    env: 'ADAGG_HOT_SHARE_PCT',
+    default: 50,
+    min: 1,
+    max: 100,
+    doc: "…or one with at least this share (%) of its shard's clicks…",
+  },
+  hotMinRatePerSec: { kind: 'int', env: 'ADAGG_HOT_MIN_RATE', default: 2000, min: 1, doc: '…while at least this many clicks/s' },
+  hotForMs: { kind: 'int', env: 'ADAGG_HOT_FOR_MS', default: 30 * SECOND, min: 1, doc: 'how long an ad must stay hot before it is split into `hotChildren` child actors' },
+  coolRatePerSec: { kind: 'int', env: 'ADAGG_COOL_RATE', default: 5000, min: 0, doc: 'a split ad cools below this many clicks/s (below the hot rate)…' },
+  coolSharePct: {
+    kind: 'int',
+    env: 'ADAGG_COOL_SHARE_PCT',
+    default: 20,
+    min: 0,
+    doc: '…and below this share (%) of its shard (below the hot share)…',
+  },
+  coolForMs: { kind: 'int', env: 'ADAGG_COOL_FOR_MS', default: 120 * SECOND, min: 1, doc: '…held this long; then it is un-split' },
+  hotLingerMs: {
+    kind: 'int',
+    env: 'ADAGG_HOT_LINGER_MS',
+    default: 5 * SECOND,
+    min: 0,
+    doc: 'after an un-split, its children hand stragglers back this long before they stop',
+  },
+} as const satisfies Record<string, OptionSpec>;
 
-/** Env variable names, for README and error messages. */
-export const ENV_VARS: Readonly<Record<string, keyof AdaggOptions>> = ENV;
+type Table = typeof OPTIONS;
+type ValueOf<S> = S extends { kind: 'int' } ? number : S extends { kind: 'list' } ? string[] : string;
+type UrlKey = { [K in keyof Table]: Table[K] extends { kind: 'url' } ? K : never }[keyof Table];
+
+/**
+ * Public options of an adagg process. Every option but the server URLs has a default; each one's
+ * default, environment variable and meaning are in {@link OPTIONS} (and the configuration table (docs/configuration.md)).
+ */
+export type AdaggOptions = { -readonly [K in keyof Table]?: ValueOf<Table[K]> };
+
+/** Options after `compileOptions`: every default filled in and every value checked. */
+export type CompiledOptions = Required<Omit<AdaggOptions, UrlKey>> & Pick<AdaggOptions, UrlKey>;
+
+/** Cross-option rules, checked after each option's own. */
+const RELATIONS: ReadonlyArray<{ option: keyof CompiledOptions; holds: (o: CompiledOptions) => boolean; error: string }> = [
+  { option: 'nodeTimeoutMs', holds: (o) => o.nodeTimeoutMs > o.heartbeatIntervalMs, error: 'must be longer than heartbeatIntervalMs' },
+  // Cooling must sit below heating (hysteresis), or a hot ad would flap.
+  { option: 'coolRatePerSec', holds: (o) => o.coolRatePerSec < o.hotRatePerSec, error: 'must be below hotRatePerSec' },
+  { option: 'coolSharePct', holds: (o) => o.coolSharePct < o.hotSharePct, error: 'must be below hotSharePct' },
+];
+
+const entries = Object.entries(OPTIONS) as Array<[keyof Table, OptionSpec]>;
+
+/** Every option's default (the server URLs have none). */
+export const DEFAULTS: Readonly<CompiledOptions> = Object.freeze(
+  Object.fromEntries(
+    entries.flatMap(([key, spec]) =>
+      spec.kind === 'url' ? [] : [[key, spec.kind === 'list' ? Object.freeze([...spec.default]) : spec.default]],
+    ),
+  ) as unknown as CompiledOptions,
+);
+
+/** Environment variable → option name, for the docs and error messages. */
+export const ENV_VARS: Readonly<Record<string, keyof AdaggOptions>> = Object.freeze(
+  Object.fromEntries(entries.map(([key, spec]) => [spec.env, key] as const)),
+);
 
 /** Reads options from environment variables (strings are converted and checked by compileOptions). */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, key] of Object.entries(ENV)) {
-    const v = env[name];
+  for (const [key, spec] of entries) {
+    const v = env[spec.env];
     if (v !== undefined && v !== '') out[key] = v;
   }
   return out;
@@ -220,75 +316,67 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<str
 /** Fills defaults and checks every option once; a bad option fails here with its name. */
 export function compileOptions(input: AdaggOptions | Record<string, unknown> = {}): CompiledOptions {
   const raw = input as Record<string, unknown>;
-  const out: Record<string, unknown> = { ...DEFAULTS };
-  for (const [key, def] of Object.entries(DEFAULTS)) {
+  const out: Record<string, unknown> = {};
+  // Every value is converted before any is range-checked, so a malformed value is reported first.
+  for (const [key, spec] of entries) {
     const v = raw[key];
-    if (v === undefined) continue;
-    if (typeof def === 'number') out[key] = toInt(key, v);
-    else if (Array.isArray(def)) out[key] = toList(key, v);
-    else if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty string');
-    else out[key] = v;
+    if (v !== undefined) out[key] = convert(key, spec, v);
+    else if (spec.kind === 'list') out[key] = [...spec.default];
+    else if (spec.kind !== 'url') out[key] = spec.default;
   }
-  for (const key of ['natsUrl', 'redisUrl'] as const) {
-    const v = raw[key];
-    if (v !== undefined) {
-      if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty URL string');
-      out[key] = v;
-    }
+  for (const [key, spec] of entries) {
+    const error = out[key] === undefined ? undefined : check(spec, out[key]);
+    if (error !== undefined) throw new OptionError(key, error);
   }
   const o = out as CompiledOptions;
-  positive(o, ['shards', 'replicas', 'idleTimeoutMs', 'correctionHorizonMs', 'snapshotIntervalMs', 'snapshotEveryMessages',
-    'rawRetentionMs', 'duplicateWindowMs', 'countTtlMs', 'mailboxCapacity', 'tickIntervalMs', 'maxBodyBytes', 'maxLines',
-    'maxQueryMinutes', 'maxTopN', 'queryTimeoutMs', 'topnDepth', 'maxLiveWindow', 'wsMaxBufferedBytes', 'wsSlowClientTimeoutMs',
-    'heartbeatIntervalMs', 'nodeTimeoutMs', 'maxMovesPerRound', 'minNodes', 'handoffTimeoutMs']);
-  if (o.joinGraceMs < 0) throw new OptionError('joinGraceMs', 'must be >= 0');
-  if (o.workers < 0 || o.workers > 256) throw new OptionError('workers', 'must be in 0..256');
-  if (o.nodeTimeoutMs <= o.heartbeatIntervalMs) throw new OptionError('nodeTimeoutMs', 'must be longer than heartbeatIntervalMs');
-  for (const c of o.cubes) {
-    const parts = c.split('+');
-    if (parts.length < 2 || parts.some((d) => !/^[A-Za-z0-9_]{1,32}$/.test(d)) || new Set(parts).size !== parts.length) {
-      throw new OptionError('cubes', `bad cube "${c}" (expected names joined by +, e.g. country+device)`);
-    }
-  }
-  if (o.allowedLatenessMs < 0) throw new OptionError('allowedLatenessMs', 'must be >= 0');
-  if (o.maxFutureMs < 0) throw new OptionError('maxFutureMs', 'must be >= 0');
-  if (o.shards > 1024) throw new OptionError('shards', 'must be <= 1024');
-  if (o.httpPort < 0 || o.httpPort > 65535) throw new OptionError('httpPort', 'must be a TCP port');
-  if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(o.prefix)) throw new OptionError('prefix', 'must match [A-Za-z][A-Za-z0-9_]{0,31}');
-  for (const d of o.dimensions) {
-    if (!/^[A-Za-z0-9_]{1,32}$/.test(d)) throw new OptionError('dimensions', `bad dimension name "${d}"`);
-  }
-  // A repeated dimension would be counted twice per click.
-  if (new Set(o.dimensions).size !== o.dimensions.length) throw new OptionError('dimensions', 'lists a dimension twice');
-  if (new Set(o.cubes).size !== o.cubes.length) throw new OptionError('cubes', 'lists a cube twice');
-  checkHotOptions(o);
+  for (const r of RELATIONS) if (!r.holds(o)) throw new OptionError(r.option, r.error);
   return o;
 }
 
-/** Hot-ad thresholds: cooling must sit below heating (hysteresis), or a hot ad would flap. */
-function checkHotOptions(o: CompiledOptions): void {
-  if (o.hotChildren < 0 || o.hotChildren > 64) throw new OptionError('hotChildren', 'must be in 0..64');
-  positive(o, ['hotRatePerSec', 'hotSharePct', 'hotMinRatePerSec', 'hotForMs', 'coolForMs']);
-  for (const k of ['coolRatePerSec', 'coolSharePct', 'hotLingerMs'] as const) if (o[k] < 0) throw new OptionError(k, 'must be >= 0');
-  if (o.hotSharePct > 100) throw new OptionError('hotSharePct', 'must be <= 100');
-  if (o.coolRatePerSec >= o.hotRatePerSec) throw new OptionError('coolRatePerSec', 'must be below hotRatePerSec');
-  if (o.coolSharePct >= o.hotSharePct) throw new OptionError('coolSharePct', 'must be below hotSharePct');
+/** A value as the option's type: numbers from digit strings, lists from comma lists. */
+function convert(key: string, spec: OptionSpec, v: unknown): unknown {
+  switch (spec.kind) {
+    case 'int': {
+      const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+      if (!Number.isSafeInteger(n)) throw new OptionError(key, `must be an integer, got ${JSON.stringify(v)}`);
+      return n;
+    }
+    case 'list':
+      if (Array.isArray(v)) return v.map(String);
+      if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean);
+      throw new OptionError(key, 'must be a comma-separated list');
+    case 'string':
+      if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty string');
+      return v;
+    case 'url':
+      if (typeof v !== 'string' || v === '') throw new OptionError(key, 'must be a non-empty URL string');
+      return v;
+  }
 }
 
-function toInt(key: string, v: unknown): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n)) throw new OptionError(key, `must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function toList(key: string, v: unknown): string[] {
-  if (Array.isArray(v)) return v.map(String);
-  if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean);
-  throw new OptionError(key, 'must be a comma-separated list');
-}
-
-function positive(o: CompiledOptions, keys: Array<keyof CompiledOptions>): void {
-  for (const k of keys) if (!((o[k] as number) > 0)) throw new OptionError(k, 'must be > 0');
+/** The error message of a converted value outside the option's bounds, or undefined. */
+function check(spec: OptionSpec, v: unknown): string | undefined {
+  switch (spec.kind) {
+    case 'int': {
+      const n = v as number;
+      if (n >= spec.min && (spec.max === undefined || n <= spec.max)) return undefined;
+      if (spec.rangeError !== undefined) return spec.rangeError;
+      if (n < spec.min) return spec.min === 1 ? 'must be > 0' : `must be >= ${spec.min}`;
+      return `must be <= ${spec.max}`;
+    }
+    case 'string':
+      return spec.pattern && !spec.pattern.test(v as string) ? `must match ${spec.pattern.source.slice(1, -1)}` : undefined;
+    case 'list': {
+      const items = v as string[];
+      for (const item of items) {
+        const error = spec.checkItem(item);
+        if (error !== undefined) return error;
+      }
+      return new Set(items).size === items.length ? undefined : spec.duplicateError;
+    }
+    case 'url':
+      return undefined;
+  }
 }
 
 /** Every dimension the actors aggregate: single dimensions and configured cubes. */

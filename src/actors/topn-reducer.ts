@@ -1,6 +1,7 @@
-import { topN, type Ranked } from '../model/top-n.ts';
-import type { FlatCounts } from '../runtime/shard-store.ts';
-import type { RankingState, RankingUpdate } from './shard/rankings.ts';
+import type { GlobalRanking, RankingState, RankingUpdate } from '../model/rankings.ts';
+import type { FlatCounts } from '../model/shard-state.ts';
+import { topN } from '../model/top-n.ts';
+import type { TopNReducerBehaviour } from '../runtime/reducer-behaviour.ts';
 
 /**
  * The top-N reducer actor's state: the latest top-K lists of every shard per ranking spec, merged
@@ -13,14 +14,6 @@ import type { RankingState, RankingUpdate } from './shard/rankings.ts';
  *   then fetches the shard's full state), so a lost message never leaves a wrong list behind.
  */
 
-export interface GlobalRanking {
-  spec: string;
-  final: boolean;
-  /** Window end (exclusive), minute index. */
-  end: number;
-  list: Ranked[];
-}
-
 interface ProvList {
   end: number;
   rev: number;
@@ -29,7 +22,7 @@ interface ProvList {
 
 const HISTORY = 5;
 
-export class TopNReducer {
+export class TopNReducer implements TopNReducerBehaviour {
   private readonly finals = new Map<string, Array<Map<number, FlatCounts>>>();
   private readonly provs = new Map<string, Array<ProvList | undefined>>();
   private readonly emittedFinal = new Map<string, string>();

@@ -11,6 +11,7 @@ import readline from 'node:readline';
 import { compileOptions, optionsFromEnv } from '../options.ts';
 import { startRedisServer, type ServerHandle } from '../runtime/local-servers.ts';
 import { startNatsCluster, type NatsCluster } from '../runtime/nats-cluster.ts';
+import { adaggNodeArgs } from './entry-points.ts';
 import { reapStaleServers, recordServers } from './stale-servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -35,9 +36,9 @@ interface Proc {
 
 const COLORS = [36, 33, 35, 32, 34, 91, 96, 93];
 
-/** Spawns `adagg <args>` (through tsx, from the repo root) with its output line-prefixed by `name`. */
+/** Spawns `adagg <args>` (as this process runs: dist/ or tsx) from the repo root, its output line-prefixed by `name`. */
 function spawnAdagg(name: string, args: string[], env: NodeJS.ProcessEnv, width: number, color: number | undefined): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  const child = spawn(process.execPath, adaggNodeArgs(args), {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -90,63 +91,107 @@ async function gatewayReady(url: string, gateway: Proc): Promise<boolean> {
 /** Starts everything and keeps running until SIGINT/SIGTERM (then exits the process). */
 export async function runDevCluster(opts: DevClusterOptions = {}): Promise<void> {
   const env = opts.env ?? process.env;
-  const o = compileOptions(optionsFromEnv(env));
-  const nodeCount = opts.nodes ?? 3;
-  const dir = path.resolve(o.dataDir, 'cluster');
-  await mkdir(dir, { recursive: true });
-  const reaped = await reapStaleServers(dir);
-  if (reaped.length) console.log(`adagg dev: stopped servers left by a previous run that was killed (pids ${reaped.join(', ')})`);
+  const cluster = new DevCluster(opts, env, compileOptions(optionsFromEnv(env)));
+  await cluster.run();
+}
 
-  const servers: ServerHandle[] = [];
-  const procs: Proc[] = [];
-  let nats: NatsCluster | undefined;
-  let stopping: Promise<void> | undefined;
-  const stopAll = (): Promise<void> =>
-    (stopping ??= (async () => {
-      await Promise.all(procs.map(stopProc)); // nodes commit final snapshots while NATS and Redis are up
-      await nats?.stop();
-      await Promise.all(servers.map((s) => s.stop()));
+/** One `adagg dev --cluster` run: its servers, its child processes and their orderly stop. */
+class DevCluster {
+  private readonly servers: ServerHandle[] = [];
+  private readonly procs: Proc[] = [];
+  private nats: NatsCluster | undefined;
+  private stopping: Promise<void> | undefined;
+  private signalled = false;
+  private readonly dir: string;
+  private readonly nodeCount: number;
+
+  constructor(
+    private readonly opts: DevClusterOptions,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly o: ReturnType<typeof compileOptions>,
+  ) {
+    this.dir = path.resolve(o.dataDir, 'cluster');
+    this.nodeCount = opts.nodes ?? 3;
+  }
+
+  async run(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const reaped = await reapStaleServers(this.dir);
+    if (reaped.length) console.log(`adagg dev: stopped servers left by a previous run that was killed (pids ${reaped.join(', ')})`);
+    this.installSignalHandlers();
+    try {
+      const { nats, redis } = await this.startServers();
+      if (this.signalled) return;
+      const names = this.spawnProcesses(nats.url, redis.url);
+      const gatewayUrl = `http://127.0.0.1:${this.o.httpPort}`;
+      if (!(await gatewayReady(gatewayUrl, this.procs[this.procs.length - 1]!))) {
+        if (this.signalled) return;
+        console.error(`adagg dev: the gateway did not become ready at ${gatewayUrl} (see its output above); stopping`);
+        await this.stopAll();
+        process.exit(1);
+      }
+      this.printBanner(gatewayUrl, nats.url, redis.url, names);
+    } catch (err) {
+      await this.stopAll().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Nodes first (they commit final snapshots while NATS and Redis are up), then the servers. */
+  private stopAll(): Promise<void> {
+    return (this.stopping ??= (async () => {
+      await Promise.all(this.procs.map(stopProc));
+      await this.nats?.stop();
+      await Promise.all(this.servers.map((s) => s.stop()));
     })());
-  let signalled = false;
-  const onSignal = (signal: string): void => {
-    if (signalled) return;
-    signalled = true;
-    console.log(`\nadagg dev: ${signal}: stopping nodes and gateway, then the servers`);
-    void stopAll().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('exit', () => {
-    for (const p of procs) if (!p.done) p.child.kill('SIGKILL');
-  });
+  }
 
-  try {
+  private installSignalHandlers(): void {
+    const onSignal = (signal: string): void => {
+      if (this.signalled) return;
+      this.signalled = true;
+      console.log(`\nadagg dev: ${signal}: stopping nodes and gateway, then the servers`);
+      void this.stopAll().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('exit', () => {
+      for (const p of this.procs) if (!p.done) p.child.kill('SIGKILL');
+    });
+  }
+
+  private async startServers(): Promise<{ nats: NatsCluster; redis: ServerHandle }> {
+    const { dir, opts } = this;
     console.log(`adagg dev: starting a ${NATS_SERVERS}-server NATS JetStream cluster and redis-server (data in ${dir})`);
-    nats = await startNatsCluster({
+    const nats = await startNatsCluster({
       dir,
       size: NATS_SERVERS,
       name: 'adagg',
       logDir: path.join(dir, 'logs'),
       ...(opts.basePort === undefined ? {} : { basePort: opts.basePort }),
     });
-    const redisDir = path.join(dir, 'redis');
+    this.nats = nats;
     const redis = await startRedisServer({
-      dir: redisDir,
+      dir: path.join(dir, 'redis'),
       appendOnly: true,
       logFile: path.join(dir, 'logs', 'redis.log'),
       ...(opts.basePort === undefined ? {} : { port: opts.basePort + NATS_SERVERS }),
     });
-    servers.push(redis);
+    this.servers.push(redis);
     await recordServers(dir, [...nats.servers, redis].map((s) => s.pid));
-    if (signalled) return;
+    return { nats, redis };
+  }
 
+  /** Starts the runtime nodes and the gateway (last); returns their names in that order. */
+  private spawnProcesses(natsUrl: string, redisUrl: string): string[] {
+    const { env, nodeCount } = this;
     const childEnv: NodeJS.ProcessEnv = {
       ...env,
-      NATS_URL: nats.url,
-      REDIS_URL: redis.url,
+      NATS_URL: natsUrl,
+      REDIS_URL: redisUrl,
       ADAGG_REPLICAS: String(NATS_SERVERS),
       // Spread the first assignment over all nodes instead of giving everything to the first one up.
       ADAGG_MIN_NODES: env.ADAGG_MIN_NODES ?? String(nodeCount),
@@ -157,36 +202,29 @@ export async function runDevCluster(opts: DevClusterOptions = {}): Promise<void>
     names.forEach((name, i) => {
       const args = name === 'gateway' ? ['gateway'] : ['node', '--id', name];
       const p = spawnAdagg(name, args, childEnv, width, tty ? COLORS[i % COLORS.length] : undefined);
-      procs.push(p);
+      this.procs.push(p);
       void p.exited.then((code) => {
-        if (!stopping) console.log(`adagg dev: ${name} exited unexpectedly (code ${String(code)}); the others keep running`);
+        if (!this.stopping) console.log(`adagg dev: ${name} exited unexpectedly (code ${String(code)}); the others keep running`);
       });
     });
+    return names;
+  }
 
-    const gatewayUrl = `http://127.0.0.1:${o.httpPort}`;
-    const gateway = procs[procs.length - 1]!;
-    if (!(await gatewayReady(gatewayUrl, gateway))) {
-      if (signalled) return;
-      console.error(`adagg dev: the gateway did not become ready at ${gatewayUrl} (see its output above); stopping`);
-      await stopAll();
-      process.exit(1);
-    }
+  private printBanner(gatewayUrl: string, natsUrl: string, redisUrl: string, names: readonly string[]): void {
+    const { dir, o } = this;
     console.log(
       [
         '',
         'adagg dev cluster is up',
         `  gateway   ${gatewayUrl}   (dashboard /, readiness /readyz, metrics /metrics)`,
-        `  nats      ${nats.url}   (JetStream cluster 'adagg', streams R${NATS_SERVERS})`,
-        `  redis     ${redis.url}   (appendonly yes)`,
+        `  nats      ${natsUrl}   (JetStream cluster 'adagg', streams R${NATS_SERVERS})`,
+        `  redis     ${redisUrl}   (appendonly yes)`,
         `  nodes     ${names.slice(0, -1).join(', ')}`,
         `  data      ${dir}   (server logs in ${path.join(dir, 'logs')})`,
-        `  operate   REDIS_URL=${redis.url} ADAGG_PREFIX=${o.prefix} ADAGG_SHARDS=${o.shards} npx adagg nodes | placement | move | drain`,
+        `  operate   REDIS_URL=${redisUrl} ADAGG_PREFIX=${o.prefix} ADAGG_SHARDS=${o.shards} npx adagg nodes | placement | move | drain`,
         'Ctrl-C stops everything.',
         '',
       ].join('\n'),
     );
-  } catch (err) {
-    await stopAll().catch(() => undefined);
-    throw err;
   }
 }

@@ -35,7 +35,7 @@ the shard count comes from the placement table unless ADAGG_SHARDS is set:
   unsplit     count a split ad in its shard again: adagg unsplit AD_ID [--wait] (needs NATS_URL)
 
 Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage.
-Run 'adagg <command> --help' for a command's options. Configuration: environment variables (README).`,
+Run 'adagg <command> --help' for a command's options. Configuration: environment variables (docs/configuration.md).`,
   start: `Usage: adagg start
 
 Runs one runtime node and the HTTP gateway (ADAGG_HTTP_PORT, default 8080). Without NATS_URL and
@@ -44,7 +44,7 @@ REDIS_URL it starts nats-server -js and redis-server (AOF) with data under ADAGG
 
 Runs one runtime node: it registers and heartbeats, takes part in the placement controller's
 leader election, and runs the shard actors the placement table gives it. Needs NATS_URL (a comma
-list for a cluster) and REDIS_URL. Options are the environment variables in README.
+list for a cluster) and REDIS_URL. Options are the environment variables in docs/configuration.md.
 
 Options:
   --id ID        node id, unique in the cluster (default $ADAGG_NODE_ID or host-pid)
@@ -160,7 +160,7 @@ The shard applies it at that stream position, adds K child actors to the placeme
 (placed like shards, preferably on other nodes) and publishes the route: publishers send the ad's
 clicks to child hash(click_id) % K; the shard forwards what still reaches it. Queries keep asking
 the shard, which adds the children's reported partial counts. Nothing is sent if the ad is split.
-Automatic splits use ADAGG_HOT_* thresholds (README).
+Automatic splits use ADAGG_HOT_* thresholds (docs/configuration.md).
 
 Options:
   --children K        number of child actors, 1..64 (required)

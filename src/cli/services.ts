@@ -5,11 +5,12 @@ import { GatewayService } from '../gateway/gateway-service.ts';
 import { compileOptions, optionsFromEnv, type CompiledOptions } from '../options.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { RuntimeNode } from '../runtime/runtime-node.ts';
+import { cliModule } from './entry-points.ts';
 
 type Connected = CompiledOptions & { natsUrl: string; redisUrl: string };
 
 /** The module each actor worker thread runs (ADAGG_WORKERS > 0): it brings the actor registry. */
-export const actorWorkerEntry = new URL('./actor-worker.ts', import.meta.url);
+export const actorWorkerEntry: URL = cliModule('actor-worker');
 
 /** Options from the environment; `adagg node` and `adagg gateway` need NATS_URL and REDIS_URL. */
 export function connectedOptions(): Connected {

@@ -18,6 +18,7 @@ const STATUS: Partial<Record<string, number>> = {
   [ErrorCode.NodeNotAlive]: 409,
   [ErrorCode.PublishFailed]: 503,
   [ErrorCode.ShardUnavailable]: 503,
+  [ErrorCode.MailboxFull]: 503,
 };
 
 /** HTTP status of an error code (500 for anything unexpected). */

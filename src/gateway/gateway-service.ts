@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { ActorRegistry } from '../actors/index.ts';
+import type { ActorRegistry } from '../runtime/actor-registry.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';

@@ -3,6 +3,12 @@ import { CUBE_SEPARATOR } from '../model/click.ts';
 import { minuteOf, parseTime } from '../model/time.ts';
 import type { Filter } from './query-service.ts';
 
+/**
+ * Query parameters to values. The HTTP routes' schemas (schemas.ts) already refused a repeated,
+ * missing or malformed parameter; these functions do what a schema cannot (parse a time to its
+ * minute, ranges that come from the options, map filters onto configured dimensions) and check the
+ * form again for callers without a schema (the WebSocket `subscribe` frames).
+ */
 export type Query = Record<string, string | string[] | undefined>;
 
 function badParam(name: string, msg: string): AdaggError {

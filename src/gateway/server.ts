@@ -3,9 +3,9 @@ import type { Registry } from 'prom-client';
 import type { ClickIngest } from '../ingest/click-ingest.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { RuntimeEvents } from '../runtime/events.ts';
-import type { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
-import { toHttpError } from './error-status.ts';
-import { wsFeedRoutes } from './ws-feeds.ts';
+import { adaggFrameworkErrors, adaggHttp } from './http-plugin.ts';
+import { openApiRoutes } from './openapi.ts';
+import { wsFeedRoutes, type RankingSource } from './ws-feeds.ts';
 import type { QueryService } from './query-service.ts';
 import type { QueryJobs } from './query-jobs.ts';
 import { clickRoutes } from './routes/clicks.ts';
@@ -30,7 +30,8 @@ export interface GatewayOptions {
 
 export interface GatewayDeps {
   queryJobs: QueryJobs;
-  reducer: TopNReducerHost;
+  /** The top-N reducer host (live rankings for the WebSocket feeds). */
+  reducer: RankingSource;
   events: RuntimeEvents;
   ingest: ClickIngest;
   queries: QueryService;
@@ -39,27 +40,33 @@ export interface GatewayDeps {
   log: Logger;
 }
 
-/** Builds the HTTP gateway. Every error leaves as `{code, error}` with the status its code maps to. */
+/**
+ * Builds the HTTP gateway. Every error leaves as `{code, error}` with the status its code maps to
+ * (adaggHttp, plus `frameworkErrors` for what fails before routing); `GET /openapi.json` documents
+ * every route. Routes are registered as a plugin, loaded by `ready()` / `listen()`.
+ */
 export function buildGateway(o: GatewayOptions, deps: GatewayDeps): FastifyInstance {
-  // Per-request logs at warn and above only: a line per request would dominate ingest CPU.
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.log.child({}, { level: 'warn' }) as FastifyBaseLogger, bodyLimit: o.maxBodyBytes });
-  // Bodies are parsed by adagg itself (NDJSON and JSON alike) so each bad line gets its own error.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: o.maxBodyBytes }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err, req, reply) => {
-    const e = toHttpError(err);
-    if (e.status >= 500) req.log.error({ err, url: req.url }, 'request failed');
-    void reply.code(e.status).send({ code: e.code, error: e.error });
+  // Per-request logs at warn and above only (a line per request would dominate ingest CPU), and
+  // never below the level of the logger handed in.
+  const level = deps.log.levelVal > deps.log.levels.values.warn! ? deps.log.level : 'warn';
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.log.child({}, { level }) as FastifyBaseLogger,
+    bodyLimit: o.maxBodyBytes,
+    frameworkErrors: adaggFrameworkErrors,
+    // Path parameters up to 256 characters reach the route, so every valid ad id (128) is served
+    // and a longer one is refused by its schema; the router answers 414 beyond.
+    routerOptions: { maxParamLength: 256 },
   });
-  app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ code: 'ADAGG_E_NOT_FOUND', error: `no route ${req.method} ${req.url.split('?')[0]}` });
+  void app.register(adaggHttp, { maxBodyBytes: o.maxBodyBytes });
+  // Before the routes: @fastify/swagger collects the routes registered after it.
+  void app.register(openApiRoutes);
+  void app.register(async (routes) => {
+    wsFeedRoutes(routes, o, { rankings: deps.reducer, events: deps.events, log: deps.log });
+    dashboardRoutes(routes);
+    clickRoutes(routes, deps.ingest, o.maxLines);
+    queryJobRoutes(routes, deps.queryJobs);
+    countRoutes(routes, deps.queries, o);
+    opsRoutes(routes, deps.queries, deps.registry, deps.ready, o.shards);
   });
-  const closeFeeds = wsFeedRoutes(app, deps.reducer, o, deps.log, deps.events);
-  app.addHook('onClose', async () => closeFeeds());
-  dashboardRoutes(app);
-  clickRoutes(app, deps.ingest, o.maxLines);
-  queryJobRoutes(app, deps.queryJobs);
-  countRoutes(app, deps.queries, o);
-  opsRoutes(app, deps.queries, deps.registry, deps.ready, o.shards);
   return app;
 }

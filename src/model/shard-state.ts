@@ -4,7 +4,7 @@
  * other's internals: the actor names *parts*, the store maps them to keys.
  *
  * A commit is a change set, never a whole image: what it writes is proportional to what changed
- * since the previous commit (README, "How exactness is achieved").
+ * since the previous commit (docs/exactness.md).
  */
 
 /**

@@ -1,9 +1,9 @@
-import { encode } from '@msgpack/msgpack';
+import { encode } from '../model/msgpack.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import type { ShardActorConfig } from '../actors/shard-actor.ts';
 import { ErrorCode, type AdaggError } from '../errors.ts';
 import { adKey } from '../model/hot-messages.ts';
+import type { ShardActorConfig } from '../model/shard-config.ts';
 import { aggregatedDimensions } from '../options.ts';
 import type { ActorHosts, HostStats, NodeOptions } from './actor-hosts.ts';
 import type { Clock } from './clock.ts';
@@ -21,7 +21,8 @@ import { QueryResponder } from './query-responder.ts';
 import { RedisKeys } from './redis-keys.ts';
 import { RedisShardStore } from './redis-shard-store.ts';
 import { ShardFeed } from './shard-feed.ts';
-import { ShardHost, type ShardActorFactory, type ShardHostOptions } from './shard-host.ts';
+import type { ShardBehaviourFactory } from './shard-behaviour.ts';
+import { ShardHost, type ShardHostOptions } from './shard-host.ts';
 import type { UnitId } from './shard-store.ts';
 import { Supervisor } from './supervisor.ts';
 import { topology, type Topology } from './topology.ts';
@@ -30,7 +31,7 @@ export interface LocalHostsDeps {
   nodeId: string;
   opts: NodeOptions;
   /** Builds shard actors (the registry's `shardActors`): the runtime never imports actor code. */
-  actors: ShardActorFactory;
+  actors: ShardBehaviourFactory;
   /** Managed mode: hot-ad children are placement units, so parents may split ads. */
   managed: boolean;
   clock: Clock;

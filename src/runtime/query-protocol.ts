@@ -1,7 +1,13 @@
-import type { RankSpec } from '../actors/shard/rankings.ts';
-import type { AdQuery, AdQueryReply, HotSplitStatus, ShardStatus, TopQuery, TopQueryReply } from '../actors/shard-actor.ts';
+import { AdaggError, ErrorCode } from '../errors.ts';
+import type { HotSeenReply, HotSplitStatus } from '../model/hot-report.ts';
+import type { RankSpec } from '../model/rank-spec.ts';
+import type { AdQuery, AdQueryReply, ShardQuery, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
 
-/** Request/reply messages on a shard's query subject (JSON). The gateway only knows these types. */
+/**
+ * Request/reply messages on a shard's query subject (JSON). The gateway, the reducer host, hot
+ * children and the operator CLI send these; the responder (query-responder.ts) turns each into the
+ * actor's typed query (`ShardQuery`, model/shard-queries.ts) with `toShardQuery`.
+ */
 export type ShardRequest =
   | ({ op: 'ad' } & AdQuery)
   | ({ op: 'top' } & TopQuery)
@@ -24,4 +30,26 @@ export interface ShardStatusReply extends ShardStatus {
 
 export type ShardReply<T> = { ok: true; result: T } | { ok: false; code: string; error: string };
 
-export type { AdQueryReply, HotSplitStatus, TopQueryReply };
+export type { AdQueryReply, HotSeenReply, HotSplitStatus, TopQueryReply };
+
+/** The actor query a request asks; ADAGG_E_BAD_PARAM for an unknown op. */
+export function toShardQuery(req: ShardRequest): ShardQuery {
+  switch (req.op) {
+    case 'ad':
+      return { type: 'query.ad', adId: req.adId, fromMinute: req.fromMinute, toMinute: req.toMinute, dim: req.dim, value: req.value };
+    case 'top':
+      return { type: 'query.top', fromMinute: req.fromMinute, toMinute: req.toMinute, dim: req.dim, value: req.value };
+    case 'status':
+      return { type: 'status' };
+    case 'rank-specs':
+      return { type: 'rank.specs', specs: req.specs, leaseMs: req.leaseMs };
+    case 'rank-state':
+      return { type: 'rank.state' };
+    case 'hot-seen':
+      return { type: 'hot.seen', ad: req.ad, gen: req.gen, hashes: req.hashes };
+    case 'hot-status':
+      return { type: 'hot.status' };
+    default:
+      throw new AdaggError(ErrorCode.BadParam, 'unknown shard query op');
+  }
+}

@@ -1,9 +1,9 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
+import type { UnitId } from '../model/shard-state.ts';
 import type { Logger } from './logger.ts';
-import type { ShardReply, ShardRequest, ShardStatusReply } from './query-protocol.ts';
+import { toShardQuery, type ShardReply, type ShardRequest, type ShardStatusReply } from './query-protocol.ts';
 import type { ShardHost } from './shard-host.ts';
-import type { UnitId } from './shard-store.ts';
 import type { Topology } from './topology.ts';
 
 /**
@@ -28,7 +28,10 @@ export class QueryResponder {
   serve(host: ShardHost): void {
     const callback = (err: Error | null, msg: { data: Uint8Array; respond(d: string): boolean }): void => {
       if (err) return;
-      void this.answer(host, msg.data).then((reply) => msg.respond(JSON.stringify(reply)));
+      // answer() never rejects; a failing respond (connection closing) must not become an unhandled rejection.
+      this.answer(host, msg.data)
+        .then((reply) => msg.respond(JSON.stringify(reply)))
+        .catch((e: unknown) => this.log.warn({ shard: host.shard, err: e }, 'shard query reply not sent'));
     };
     const subject = this.topo.querySubject(host.shard);
     this.subs.set(host.shard, [
@@ -42,37 +45,17 @@ export class QueryResponder {
     this.subs.delete(shard);
   }
 
+  /**
+   * The reply to one request: the actor's answer from its mailbox's query lane, or an error code
+   * (ADAGG_E_MAILBOX_FULL when that lane is full, ADAGG_E_SHARD_UNAVAILABLE when the actor is not
+   * running here, ADAGG_E_BAD_PARAM for an unknown op). Never rejects.
+   */
   private async answer(host: ShardHost, data: Uint8Array): Promise<ShardReply<unknown>> {
     try {
-      const req = JSON.parse(new TextDecoder().decode(data)) as ShardRequest;
-      switch (req.op) {
-        case 'ad':
-          return { ok: true, result: await host.call((a) => a.queryAd(req)) };
-        case 'top':
-          return { ok: true, result: await host.call((a) => a.queryTop(req)) };
-        case 'status': {
-          const st = await host.call((a) => a.status());
-          const reply: ShardStatusReply = { ...st, epoch: host.epoch, lag: host.lag, node: this.nodeId };
-          return { ok: true, result: reply };
-        }
-        case 'rank-specs':
-          return {
-            ok: true,
-            result: await host.call((a) => {
-              a.addRankSpecs(req.specs, req.leaseMs);
-              return a.rankingState();
-            }),
-          };
-        case 'rank-state':
-          return { ok: true, result: await host.call((a) => a.rankingState()) };
-        case 'hot-seen':
-          // Answered at once, outside mailbox order: the answer does not depend on stream position.
-          return { ok: true, result: host.peek((a) => a.hotSeen(req.ad, req.gen, req.hashes)) };
-        case 'hot-status':
-          return { ok: true, result: await host.call((a) => a.hotStatus()) };
-        default:
-          throw new AdaggError(ErrorCode.BadParam, `unknown shard query op`);
-      }
+      const q = toShardQuery(JSON.parse(new TextDecoder().decode(data)) as ShardRequest);
+      if (q.type !== 'status') return { ok: true, result: await host.ask(q) };
+      const reply: ShardStatusReply = { ...(await host.ask(q)), epoch: host.epoch, lag: host.lag, node: this.nodeId };
+      return { ok: true, result: reply };
     } catch (err) {
       const code = err instanceof AdaggError ? err.code : ErrorCode.Internal;
       if (code === ErrorCode.Internal) this.log.error({ shard: host.shard, err }, 'shard query failed');

@@ -121,100 +121,150 @@ export async function scanRawClicks(
   req: RawScanRequest,
   onBatch: (b: RawBatch) => void | Promise<void>,
 ): Promise<RawScanResult> {
-  const signal = req.signal;
-  signal?.throwIfAborted();
+  req.signal?.throwIfAborted();
+  const subject = req.subject ?? (req.shard === undefined ? topo.clickSubjects : topo.clickSubject(req.shard));
+  const plan = await planScan(nc, topo.clicksStream, subject, req);
+  req.onProgress?.(plan.progress);
+  req.signal?.throwIfAborted();
+  const early = plan.earlyEnd();
+  if (early) return plan.result(early);
+  return new RawScan(jetstream(nc), topo.clicksStream, subject, req, plan, onBatch).run();
+}
+
+/** Where a scan starts and stops, found before reading anything. */
+class ScanPlan {
+  readonly progress: RawScanProgress;
+  constructor(
+    /** First sequence stored at or after startMs. */
+    readonly start: TimeProbe,
+    /** First sequence stored after endMs. */
+    readonly after: TimeProbe,
+    /** The stream's last sequence at start. */
+    readonly lastSeq: number,
+    private readonly maxMessages: number,
+  ) {
+    this.progress = { scannedMessages: 0, totalMessages: Math.max(0, start.pending - after.pending), scannedClicks: 0 };
+  }
+
+  /** Messages at or after `after.seq` were stored after endMs: the scan never needs them. */
+  get stopSeq(): number {
+    return Math.min(this.lastSeq, this.after.seq - 1);
+  }
+
+  /** Why the scan ends before reading anything, if it does. */
+  earlyEnd(): RawScanResult['stopped'] | undefined {
+    if (this.progress.totalMessages === 0 || this.start.seq > this.lastSeq || this.start.seq >= this.after.seq) return 'empty';
+    if (this.progress.totalMessages > this.maxMessages) return 'limit';
+    return undefined;
+  }
+
+  result(stopped: RawScanResult['stopped']): RawScanResult {
+    return { ...this.progress, stopped, fromSeq: this.start.seq, lastSeq: this.lastSeq };
+  }
+}
+
+async function planScan(nc: NatsConnection, stream: string, subject: string, req: RawScanRequest): Promise<ScanPlan> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  const stream = topo.clicksStream;
-  const subject = req.subject ?? (req.shard === undefined ? topo.clickSubjects : topo.clickSubject(req.shard));
-
   // End before start: both counts then include the messages stored between the two probes after the
   // window, so the difference can only over-count (by messages stored within these milliseconds).
   const after = await probeTime(js, stream, subject, req.endMs + 1);
   const start = await probeTime(js, stream, subject, req.startMs);
   const lastSeq = (await jsm.streams.info(stream)).state.last_seq;
-  const progress: RawScanProgress = {
-    scannedMessages: 0,
-    totalMessages: Math.max(0, start.pending - after.pending),
-    scannedClicks: 0,
-  };
-  const result = (stopped: RawScanResult['stopped']): RawScanResult => ({ ...progress, stopped, fromSeq: start.seq, lastSeq });
-  req.onProgress?.(progress);
-  signal?.throwIfAborted();
-  if (progress.totalMessages === 0 || start.seq > lastSeq || start.seq >= after.seq) return result('empty');
-  if (progress.totalMessages > req.maxMessages) return result('limit');
-  // Messages at or after `after.seq` were stored after endMs: the scan never needs them.
-  const stopSeq = Math.min(lastSeq, after.seq - 1);
+  return new ScanPlan(start, after, lastSeq, req.maxMessages);
+}
 
-  const consumer: Consumer = await js.consumers.get(stream, {
-    filter_subjects: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: start.seq,
-  });
-  let stop: (() => void) | undefined;
-  const onAbort = (): void => stop?.();
-  signal?.addEventListener('abort', onAbort, { once: true });
+/** One scan's reading loop: pulls from a `by_start_sequence` ordered consumer until the plan's end. */
+class RawScan {
+  private stop: (() => void) | undefined;
+  private failures = 0;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly stream: string,
+    private readonly subject: string,
+    private readonly req: RawScanRequest,
+    private readonly plan: ScanPlan,
+    private readonly onBatch: (b: RawBatch) => void | Promise<void>,
+  ) {}
+
+  async run(): Promise<RawScanResult> {
+    const signal = this.req.signal;
+    const consumer: Consumer = await this.js.consumers.get(this.stream, {
+      filter_subjects: this.subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.plan.start.seq,
+    });
+    const onAbort = (): void => this.stop?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if ((await consumer.info(true)).num_pending === 0) return this.plan.result('empty');
+      for (;;) {
+        signal?.throwIfAborted();
+        const pulled = await this.pull(consumer);
+        if (pulled === 'retry') continue;
+        signal?.throwIfAborted();
+        if (pulled.ended) return this.plan.result(pulled.ended);
+        // A pull that brought nothing: no message of the subject is pending any more.
+        if (pulled.got === 0) return this.plan.result('caught_up');
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  /** One pull request: how many messages it brought and whether the scan ends; `retry` after a failed pull. */
+  private async pull(consumer: Consumer): Promise<{ got: number; ended: RawScanResult['stopped'] | undefined } | 'retry'> {
+    let got = 0;
+    let ended: RawScanResult['stopped'] | undefined;
+    try {
+      const iter = await consumer.fetch({ max_messages: this.req.fetchSize ?? 256, expires: 5000 });
+      this.stop = () => void iter.stop();
+      try {
+        for await (const m of iter) {
+          got++;
+          ended = await this.handle(m).catch((err: unknown) => Promise.reject(new HandlerFailure(err)));
+          this.failures = 0;
+          if (ended) break;
+        }
+      } finally {
+        this.stop = undefined;
+        if (ended) iter.stop();
+      }
+    } catch (err) {
+      if (err instanceof HandlerFailure) throw err.error;
+      this.req.signal?.throwIfAborted();
+      // A failed pull (server restart, missed heartbeats): the ordered consumer resumes after the
+      // last message read on the next fetch.
+      if (++this.failures > MAX_FETCH_FAILURES) throw err;
+      await new Promise((r) => setTimeout(r, 250 * this.failures));
+      return 'retry';
+    }
+    return { got, ended };
+  }
 
   /** Reads one message; returns why the scan ends after it, if it does. */
-  const handle = async (m: JsMsg): Promise<RawScanResult['stopped'] | undefined> => {
-    signal?.throwIfAborted();
-    if (m.seq > lastSeq) return 'caught_up';
+  private async handle(m: JsMsg): Promise<RawScanResult['stopped'] | undefined> {
+    const { req, plan } = this;
+    req.signal?.throwIfAborted();
+    if (m.seq > plan.lastSeq) return 'caught_up';
     const storedMs = Math.floor(m.info.timestampNanos / 1_000_000);
     if (storedMs > req.endMs) return 'end_time';
-    if (progress.scannedMessages >= req.maxMessages) return 'limit';
+    if (plan.progress.scannedMessages >= req.maxMessages) return 'limit';
     let clicks: Click[];
     try {
       // Hot-ad control messages (splits, child reports) carry no clicks of their own.
       clicks = isControlMessage(m.data) ? [] : decodeBatch(m.data);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
-      throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
+      throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${this.stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
     }
-    progress.scannedMessages++;
-    progress.scannedClicks += clicks.length;
-    req.onProgress?.(progress);
-    await onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
-    if (m.seq >= stopSeq || m.info.pending === 0) return m.seq < lastSeq && m.seq >= after.seq - 1 ? 'end_time' : 'caught_up';
+    plan.progress.scannedMessages++;
+    plan.progress.scannedClicks += clicks.length;
+    req.onProgress?.(plan.progress);
+    await this.onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
+    if (m.seq >= plan.stopSeq || m.info.pending === 0) return m.seq < plan.lastSeq && m.seq >= plan.after.seq - 1 ? 'end_time' : 'caught_up';
     return undefined;
-  };
-
-  try {
-    if ((await consumer.info(true)).num_pending === 0) return result('empty');
-    let failures = 0;
-    for (;;) {
-      signal?.throwIfAborted();
-      let got = 0;
-      let ended: RawScanResult['stopped'] | undefined;
-      try {
-        const iter = await consumer.fetch({ max_messages: req.fetchSize ?? 256, expires: 5000 });
-        stop = () => void iter.stop();
-        try {
-          for await (const m of iter) {
-            got++;
-            ended = await handle(m).catch((err: unknown) => Promise.reject(new HandlerFailure(err)));
-            failures = 0;
-            if (ended) break;
-          }
-        } finally {
-          stop = undefined;
-          if (ended) iter.stop();
-        }
-      } catch (err) {
-        if (err instanceof HandlerFailure) throw err.error;
-        signal?.throwIfAborted();
-        // A failed pull (server restart, missed heartbeats): the ordered consumer resumes after the
-        // last message read on the next fetch.
-        if (++failures > MAX_FETCH_FAILURES) throw err;
-        await new Promise((r) => setTimeout(r, 250 * failures));
-        continue;
-      }
-      signal?.throwIfAborted();
-      if (ended) return result(ended);
-      // A pull that brought nothing: no message of the subject is pending any more.
-      if (got === 0) return result('caught_up');
-    }
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    await consumer.delete().catch(() => undefined);
   }
 }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
-import type { ActorRegistry } from '../actors/index.ts';
 import { OptionError } from '../errors.ts';
 import type { ActorHosts, HostStats, NodeOptions } from './actor-hosts.ts';
+import type { ActorRegistry } from './actor-registry.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { RuntimeEvents } from './events.ts';
 import { HotRoutes } from './hot/hot-routes.ts';

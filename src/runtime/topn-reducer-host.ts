@@ -1,11 +1,11 @@
-import { decode } from '@msgpack/msgpack';
+import { decode } from '../model/msgpack.ts';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { RankingState, RankingUpdate } from '../actors/shard/rankings.ts';
-import type { GlobalRanking, TopNReducer } from '../actors/topn-reducer.ts';
 import { parseSpecKey, specKey, type RankSpec } from '../model/rank-spec.ts';
+import type { GlobalRanking, RankingState, RankingUpdate } from '../model/rankings.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
+import type { TopNReducerBehaviour, TopNReducerFactory } from './reducer-behaviour.ts';
 import { ShardClient } from './shard-client.ts';
 import type { Topology } from './topology.ts';
 
@@ -31,7 +31,7 @@ type ReducerMsg =
  * Many watchers of one spec share this one computation.
  */
 export class TopNReducerHost {
-  private readonly reducer: TopNReducer;
+  private readonly reducer: TopNReducerBehaviour;
   private readonly client: ShardClient;
   private readonly mailbox = new Mailbox<ReducerMsg>(10_000);
   private readonly watched = new Map<string, number>();
@@ -47,7 +47,7 @@ export class TopNReducerHost {
     private readonly nc: NatsConnection,
     private readonly topo: Topology,
     private readonly opts: ReducerHostOptions,
-    createReducer: (shards: number, depth: number) => TopNReducer,
+    createReducer: TopNReducerFactory,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {

@@ -4,7 +4,7 @@ import { systemClock } from './clock.ts';
 import { RuntimeEvents } from './events.ts';
 import { LocalHosts } from './local-hosts.ts';
 import { createLogger } from './logger.ts';
-import type { ShardActorFactory } from './shard-host.ts';
+import type { ShardBehaviourFactory } from './shard-behaviour.ts';
 import { errMeta } from './supervisor.ts';
 import { forwardEvents, type ForwardedEvent, type WorkerCommand, type WorkerInit, type WorkerReport } from './worker-protocol.ts';
 
@@ -18,7 +18,7 @@ const EVENT_FLUSH_COUNT = 500;
  * `statsIntervalMs`. Called by the composition root's worker entry (src/cli/actor-worker.ts), which
  * supplies the actor kinds.
  */
-export function runActorWorker(actors: ShardActorFactory): void {
+export function runActorWorker(actors: ShardBehaviourFactory): void {
   if (isMainThread || !parentPort) throw new Error('runActorWorker must run in a worker thread');
   const port: MessagePort = parentPort;
   const init = workerData as WorkerInit;

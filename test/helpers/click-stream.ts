@@ -113,6 +113,44 @@ export function generateStream(spec: StreamSpec): GeneratedStream {
   return { lines, clicks, malformed };
 }
 
+const MIN = 60_000;
+
+/**
+ * The realistic mix of the exactness tests, defined once: Zipf(1.1) over 300 ads with a quarter of
+ * the clicks on the hottest (ad-0), 2% of clicks late by up to 4 minutes, 2% exact duplicates,
+ * 0.2% malformed lines, 8 countries; event times from 8 minutes to 100 s ago.
+ */
+export const REALISTIC_DEFAULTS = {
+  ads: 300,
+  hotShare: 0.25,
+  lateFraction: 0.02,
+  maxLateMs: 4 * MIN,
+  dupFraction: 0.02,
+  malformedFraction: 0.002,
+  startAgoMs: 8 * MIN,
+  endAgoMs: 100_000,
+} as const;
+
+export interface RealisticOptions extends Partial<Omit<StreamSpec, 'startMs' | 'endMs' | 'seed' | 'events'>> {
+  seed: number;
+  events: number;
+  /** The time event times are relative to. @default Date.now() */
+  now?: number;
+  /** Event times start this long before `now`. @default 8 minutes */
+  startAgoMs?: number;
+  /** Event times end this long before `now`. @default 100000 */
+  endAgoMs?: number;
+}
+
+/**
+ * A {@link generateStream} of the realistic mix ({@link REALISTIC_DEFAULTS}); a test overrides only
+ * where it deliberately differs (more ads, no malformed lines, one very hot ad, ...).
+ */
+export function realisticStream(opts: RealisticOptions): GeneratedStream {
+  const { now = Date.now(), startAgoMs, endAgoMs, ...rest } = { ...REALISTIC_DEFAULTS, ...opts };
+  return generateStream({ ...rest, startMs: now - startAgoMs, endMs: now - endAgoMs });
+}
+
 /** Truth: per ad, per minute (and per country), counting each click_id once (its first copy). */
 export class Truth {
   readonly byAd = new Map<string, Map<number, number>>();

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, startNatsServer, type ServerHandle } from '../../src/runtime/local-servers.ts';
+import { waitFor } from './wait.ts';
 
 export interface NatsClusterMember {
   name: string;
@@ -21,8 +22,6 @@ export interface NatsCluster {
   /** Stops every member still running and removes the temp dir. */
   stop(): Promise<void>;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts `size` nats-servers with JetStream, server names n1..nN and full-mesh routes, then waits
@@ -60,18 +59,17 @@ export async function startNatsCluster(size = 3, readyTimeoutMs = 30_000): Promi
   const urls = members.map((m) => m.url).join(',');
   const nc = await connect({ servers: members.map((m) => m.url) });
   try {
-    const end = Date.now() + readyTimeoutMs;
-    for (;;) {
-      const ok = await jetstreamManager(nc)
-        .then((jsm) => jsm.getAccountInfo())
-        .then(() => true, () => false);
-      if (ok) break;
-      if (Date.now() > end) {
-        await stop();
-        throw new Error('JetStream cluster did not become ready');
-      }
-      await sleep(250);
-    }
+    await waitFor(
+      'the JetStream cluster to answer (a meta leader elected)',
+      () =>
+        jetstreamManager(nc)
+          .then((jsm) => jsm.getAccountInfo())
+          .then(() => true, () => false),
+      { timeoutMs: readyTimeoutMs, everyMs: 250 },
+    ).catch(async (err: unknown) => {
+      await stop();
+      throw err;
+    });
   } finally {
     await nc.close();
   }

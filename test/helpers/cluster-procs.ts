@@ -11,9 +11,9 @@ import type { PlacementTable } from '../../src/runtime/placement/types.ts';
 import { freePort } from '../../src/runtime/local-servers.ts';
 import { shardOf } from '../../src/model/partition.ts';
 import { RedisKeys } from '../../src/runtime/redis-keys.ts';
+import { pace, waitFor, WaitTimeout } from './wait.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Background activities of a test (load, pollers, monitors): stopped by `stopBackground` in afterEach. */
 const background = new Set<{ stop(): unknown }>();
@@ -39,7 +39,7 @@ export class Loop {
         } catch (err) {
           if (this.errors.length < 20) this.errors.push(String(err));
         }
-        await sleep(everyMs);
+        await pace(everyMs); // the sampling period
       }
     })();
   }
@@ -228,16 +228,20 @@ export class ProcCluster {
     const gw = new AdaggProc('gateway', ['gateway'], { ...this.env, ADAGG_HTTP_PORT: String(port) });
     this.gateway = gw;
     this.url = `http://127.0.0.1:${port}`;
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const ok = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
-      if (ok) return this.url;
-      if (!gw.alive || Date.now() > end) {
-        await gw.kill();
-        throw new Error(`gateway did not become ready:\n${gw.output()}`);
-      }
-      await sleep(150);
+    try {
+      await waitFor(
+        `${this.url}/readyz`,
+        async () => {
+          if (!gw.alive) throw new Error('the gateway exited');
+          return fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+        },
+        { timeoutMs, everyMs: 150 },
+      );
+    } catch (err) {
+      await gw.kill();
+      throw new Error(`gateway did not become ready (${(err as Error).message}):\n${gw.output()}`);
     }
+    return this.url;
   }
 
   async status(): Promise<StatusShard[] | null> {
@@ -270,36 +274,44 @@ export class ProcCluster {
    */
   async waitSettled(live: Iterable<string>, timeoutMs: number, everyMs = 100): Promise<{ at: number; check: SettledCheck }> {
     const set = new Set(live);
-    const end = Date.now() + timeoutMs;
     const confirmed = new Map<number, string>(); // shard → `${owner}@${epoch}` seen answering
     let why = 'not checked';
     let lastStatus: StatusShard[] | null = null;
-    for (;;) {
+    let settled: SettledCheck | undefined;
+    const check = async (): Promise<boolean> => {
       try {
         const table = await this.placement.read();
         const pending = table.entries.find((e) => e.owner === null || !set.has(e.owner) || e.movingTo !== null);
-        if (pending) why = `shard ${pending.shard} owner ${pending.owner} moving to ${pending.movingTo}`;
-        else {
-          const status = await this.status();
-          lastStatus = status ?? lastStatus;
-          for (const st of status ?? []) {
-            const e = table.entries[st.shard]!;
-            if (st.state === 'running' && st.node === e.owner && st.epoch === e.epoch) confirmed.set(st.shard, `${e.owner}@${e.epoch}`);
-          }
-          const missing = table.entries.find((e) => confirmed.get(e.shard) !== `${e.owner}@${e.epoch}`);
-          if (!missing) return { at: Date.now(), check: { ok: true, why: '', table, ...(status ? { status } : {}) } };
-          const st = status?.find((x) => x.shard === missing.shard);
-          why = `shard ${missing.shard} not seen answering on ${missing.owner}@${missing.epoch} (last: ${st ? `${st.state} on ${st.node} epoch ${st.epoch}` : 'no /v1/status'})`;
+        if (pending) {
+          why = `shard ${pending.shard} owner ${pending.owner} moving to ${pending.movingTo}`;
+          return false;
         }
+        const status = await this.status();
+        lastStatus = status ?? lastStatus;
+        for (const st of status ?? []) {
+          const e = table.entries[st.shard]!;
+          if (st.state === 'running' && st.node === e.owner && st.epoch === e.epoch) confirmed.set(st.shard, `${e.owner}@${e.epoch}`);
+        }
+        const missing = table.entries.find((e) => confirmed.get(e.shard) !== `${e.owner}@${e.epoch}`);
+        if (!missing) {
+          settled = { ok: true, why: '', table, ...(status ? { status } : {}) };
+          return true;
+        }
+        const st = status?.find((x) => x.shard === missing.shard);
+        why = `shard ${missing.shard} not seen answering on ${missing.owner}@${missing.epoch} (last: ${st ? `${st.state} on ${st.node} epoch ${st.epoch}` : 'no /v1/status'})`;
       } catch (err) {
         why = String(err);
       }
-      if (Date.now() > end) {
-        const logs = [...this.nodes].map(([id, p]) => `--- ${id} (alive ${p.alive})\n${p.output().slice(-8000)}`).join('\n');
-        throw new Error(`cluster not settled on ${[...set].join(',')} within ${timeoutMs} ms: ${why}\nlast status: ${JSON.stringify(lastStatus)}\n${logs}`);
-      }
-      await sleep(everyMs);
+      return false;
+    };
+    try {
+      await waitFor(`cluster settled on ${[...set].join(',')}`, check, { timeoutMs, everyMs });
+    } catch (err) {
+      if (!(err instanceof WaitTimeout)) throw err;
+      const logs = [...this.nodes].map(([id, p]) => `--- ${id} (alive ${p.alive})\n${p.output().slice(-8000)}`).join('\n');
+      throw new Error(`cluster not settled on ${[...set].join(',')} within ${timeoutMs} ms: ${why}\nlast status: ${JSON.stringify(lastStatus)}\n${logs}`);
     }
+    return { at: Date.now(), check: settled! };
   }
 
   /** The controller lease holder. */
@@ -379,12 +391,12 @@ export class LoadClient {
           this.note(String((err as Error)?.cause ?? err));
         }
         this.retries++;
-        await sleep(100);
+        await pace(100); // retry backoff
       }
       this.posted++;
       this.okAt.push(Date.now());
       const wait = t0 + this.paceMs - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await pace(wait); // the load's rate
     }
   }
 
@@ -393,8 +405,12 @@ export class LoadClient {
   }
 
   /** Resolves once `n` chunks are posted (or the client finished). */
-  async reach(n: number): Promise<void> {
-    while (this.posted < n && this.posted < this.chunks.length) await sleep(5);
+  async reach(n: number, timeoutMs = 120_000): Promise<void> {
+    await waitFor(`${n} of ${this.chunks.length} chunks posted`, () => this.posted >= n || this.posted >= this.chunks.length || this.stopped, {
+      timeoutMs,
+      everyMs: 5,
+      detail: () => ({ posted: this.posted, retries: this.retries, errors: this.errors.slice(-5) }),
+    });
   }
 
   /** Longest time between successive successful posts. */
@@ -477,7 +493,7 @@ export class QueryPoller {
         this.fail(String(err));
       }
       const wait = t0 + this.everyMs - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await pace(wait); // the polling rate
     }
   }
 
@@ -511,8 +527,6 @@ export class QueryPoller {
     }
   }
 }
-
-export { sleep };
 
 /** The ad with the most distinct clicks among those whose shard is in `shardSet`. */
 export function hottestAdIn(truth: { byAd: Map<string, Map<number, number>> }, shardSet: Iterable<number>, shards: number): string {

@@ -1,4 +1,6 @@
-import type { CountRead, CountWrite, ShardCommit, StateReader } from '../../src/model/shard-state.ts';
+import { AdaggError, ErrorCode } from '../../src/errors.ts';
+import { commitBytes, type CountRead, type CountWrite, type ShardCommit, type StateReader, type StoredShard } from '../../src/model/shard-state.ts';
+import type { ShardStore } from '../../src/runtime/shard-store.ts';
 
 const fieldKey = (minute: number, dim: string | null, value: string | null, ad: string): string =>
   `${minute}|${dim ?? ''}|${value ?? ''}|${ad}`;
@@ -98,5 +100,45 @@ export class MemoryState {
       hashes: async (parts) => parts.map((p) => (this.hashes.has(p) ? new Map(this.hashes.get(p)) : null)),
       minutes: async (minutes) => this.minuteWrites(minutes),
     };
+  }
+}
+
+/**
+ * A ShardStore over one MemoryState, fenced like the Redis store (a commit under an older epoch is
+ * refused with ADAGG_E_FENCED), for unit tests of the shard host. Every unit shares the one state.
+ */
+export class MemoryShardStore implements ShardStore {
+  private epoch = 0;
+  constructor(readonly state = new MemoryState()) {}
+
+  async acquire(): Promise<number> {
+    return ++this.epoch;
+  }
+
+  async load(): Promise<StoredShard | null> {
+    return this.state.head ? { seq: this.state.seq, head: this.state.head } : null;
+  }
+
+  reader(): StateReader {
+    return this.state.reader();
+  }
+
+  async commit(_shard: unknown, epoch: number, c: ShardCommit): Promise<number> {
+    if (epoch !== this.epoch) throw new AdaggError(ErrorCode.Fenced, `epoch ${epoch} no longer owns the shard (now ${this.epoch})`);
+    this.state.apply(c);
+    return commitBytes(c);
+  }
+
+  readCounts(_shard: unknown, reads: readonly CountRead[]): Promise<number[]> {
+    return this.state.readClosed(reads);
+  }
+
+  async loadMinutes(_shard: unknown, from: number, to: number): Promise<CountWrite[]> {
+    return this.state.minuteWrites(Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i));
+  }
+
+  async closedMinutes(_shard: unknown, minutes: readonly number[]): Promise<() => CountWrite[]> {
+    const writes = this.state.minuteWrites(minutes);
+    return () => writes;
   }
 }

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
+import { waitFor } from './wait.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -24,15 +25,18 @@ export async function spawnService(env: Record<string, string>, port?: number): 
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const url = `http://127.0.0.1:${httpPort}`;
-  const end = Date.now() + 30_000;
-  for (;;) {
-    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (child.exitCode !== null || Date.now() > end) {
-      child.kill('SIGKILL');
-      throw new Error(`service did not become ready:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 150));
+  try {
+    await waitFor(
+      `${url}/readyz`,
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`service exited (${child.exitCode ?? child.signalCode})`);
+        return fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+      },
+      { timeoutMs: 30_000, everyMs: 150 },
+    );
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`service did not become ready (${(err as Error).message}):\n${out}`);
   }
   return { url, child, exited, output: () => out };
 }

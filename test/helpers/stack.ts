@@ -6,6 +6,7 @@ import { compileOptions, type AdaggOptions, type CompiledOptions } from '../../s
 import { RuntimeEvents } from '../../src/runtime/events.ts';
 import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
 import { startTestServers, uniquePrefix, type TestServers } from './servers.ts';
+import { waitFor } from './wait.ts';
 
 export interface TestStack {
   servers: TestServers;
@@ -41,7 +42,7 @@ export async function startStack(overrides: AdaggOptions = {}, servers?: TestSer
   const events = new RuntimeEvents();
   const node = new RuntimeNode('test-node', opts, { actors: actorRegistry, events, ...(opts.workers > 0 ? { workerEntry: actorWorkerEntry } : {}) });
   await node.startManaged();
-  await waitFor('every shard assigned and running', () => node.running().size === opts.shards, 30_000, 50);
+  await waitFor('every shard assigned and running', () => node.running().size === opts.shards, { timeoutMs: 30_000, everyMs: 50 });
   const gateway = new GatewayService(opts, { actors: actorRegistry, events });
   const { url } = await gateway.start();
   return {
@@ -56,16 +57,6 @@ export async function startStack(overrides: AdaggOptions = {}, servers?: TestSer
       if (!servers) await srv.stop();
     },
   };
-}
-
-/** Polls `cond` every `everyMs` until it returns true or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** POSTs NDJSON lines to /v1/clicks and returns status and JSON body. */

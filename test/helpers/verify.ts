@@ -1,6 +1,7 @@
 /** Compares what adagg serves over HTTP with an independently computed Truth. */
 import type { Truth } from './click-stream.ts';
 import { getJson } from './stack.ts';
+import { waitForValue } from './wait.ts';
 
 export interface Mismatch {
   what: string;
@@ -53,17 +54,15 @@ export async function verifyTopN(url: string, truth: Truth, cases: Array<{ n: nu
   return out;
 }
 
-/** Waits until every minute up to `lastMinute` is final in every shard (via /v1/status watermarks). */
+/** Waits until every minute up to `lastMinute` is final in every shard (via /v1/status watermarks) and no shard lags. */
 export async function waitAllClosed(url: string, lastMinute: number, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const { status, body } = await getJson(`${url}/v1/status`).catch(() => ({ status: 0, body: null }));
-    if (status === 200) {
-      const shards = body.shards as Array<{ watermark: string | null; committed_seq: number; last_seq: number; lag: number | null }>;
-      const closed = shards.every((s) => s.watermark !== null && Date.parse(s.watermark) >= (lastMinute + 1) * 60_000 && s.lag === 0);
-      if (closed) return;
-    }
-    if (Date.now() > end) throw new Error(`minutes up to ${lastMinute} not closed in time: ${JSON.stringify(body)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  type StatusShard = { watermark: string | null; committed_seq: number; last_seq: number; lag: number | null };
+  await waitForValue(
+    `minutes up to ${new Date(lastMinute * 60_000).toISOString()} closed in every shard`,
+    () => getJson(`${url}/v1/status`).catch(() => ({ status: 0, body: null })),
+    ({ status, body }) =>
+      status === 200 &&
+      (body.shards as StatusShard[]).every((s) => s.watermark !== null && Date.parse(s.watermark) >= (lastMinute + 1) * 60_000 && s.lag === 0),
+    { timeoutMs, everyMs: 250 },
+  );
 }

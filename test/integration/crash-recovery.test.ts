@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
 import { spawnService, type ServiceProcess } from '../helpers/service-process.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
+import { pace, waitFor } from '../helpers/wait.ts';
 
 /**
  * Kills the running service with SIGKILL twice while a client posts clicks (retrying failed
@@ -13,19 +14,7 @@ describe('SIGKILL mid-stream', () => {
   let servers: TestServers;
   let svc: ServiceProcess | undefined;
   const env: Record<string, string> = {};
-  const now = Date.now();
-  const stream = generateStream({
-    events: 30_000,
-    ads: 300,
-    hotShare: 0.25,
-    startMs: now - 8 * 60_000,
-    endMs: now - 100_000,
-    lateFraction: 0.02,
-    maxLateMs: 4 * 60_000,
-    dupFraction: 0.02,
-    malformedFraction: 0.002,
-    seed: 7,
-  });
+  const stream = realisticStream({ seed: 7, events: 30_000 });
   const truth = new Truth().add(stream.clicks);
 
   beforeAll(async () => {
@@ -68,13 +57,13 @@ describe('SIGKILL mid-stream', () => {
             // connection refused or reset while the service is down: retry the same body
           }
           retries++;
-          await new Promise((r) => setTimeout(r, 100));
+          await pace(100); // retry backoff
         }
         posted++;
       }
     })();
     for (const at of killAt) {
-      while (posted < at) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(`chunk ${at} of ${chunks.length} posted`, () => posted >= at, { timeoutMs: 120_000, everyMs: 5 });
       // A post is in flight now (the client never pauses): kill without warning.
       svc!.child.kill('SIGKILL');
       await svc!.exited;

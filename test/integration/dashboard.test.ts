@@ -4,7 +4,8 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateStream } from '../helpers/click-stream.ts';
-import { postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
+import { waitForValue } from '../helpers/wait.ts';
 
 /**
  * The dashboard at `/` in a real browser (Debian's chromium driven by playwright-core) against a
@@ -52,14 +53,8 @@ function tableRows(page: Page): Promise<Row[]> {
 }
 
 /** Polls `read` until `ok` holds; on timeout the error shows the last value read. */
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  let last: T | undefined;
-  try {
-    await waitFor(what, async () => ok((last = await read())), timeoutMs, 150);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`);
-  }
-  return last as T;
+function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  return waitForValue(what, read, ok, { timeoutMs, everyMs: 150 });
 }
 
 describe('dashboard', () => {

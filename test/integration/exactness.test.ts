@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
 
@@ -10,19 +10,8 @@ import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts
  */
 describe('exact counts end to end', () => {
   let stack: TestStack;
-  const now = Date.now();
-  const stream = generateStream({
-    events: 20_000,
-    ads: 400,
-    hotShare: 0.25,
-    startMs: now - 9 * 60_000,
-    endMs: now - 100_000,
-    lateFraction: 0.015,
-    maxLateMs: 4 * 60_000,
-    dupFraction: 0.02,
-    malformedFraction: 0.005,
-    seed: 42,
-  });
+  // More ads, a longer span and more malformed lines than the default mix.
+  const stream = realisticStream({ seed: 42, events: 20_000, ads: 400, startAgoMs: 9 * 60_000, lateFraction: 0.015, malformedFraction: 0.005 });
   const truth = new Truth().add(stream.clicks);
 
   beforeAll(async () => {

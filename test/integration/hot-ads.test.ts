@@ -19,11 +19,12 @@ import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
 import { ShardClient } from '../../src/runtime/shard-client.ts';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
-import { generateStream, Truth, type GenClick } from '../helpers/click-stream.ts';
-import { chunked, killAllChildren, LoadClient, ProcCluster, QueryPoller, ROOT, sleep } from '../helpers/cluster-procs.ts';
+import { realisticStream, Truth, type GenClick } from '../helpers/click-stream.ts';
+import { chunked, killAllChildren, LoadClient, ProcCluster, QueryPoller, ROOT } from '../helpers/cluster-procs.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
-import { getJson, waitFor } from '../helpers/stack.ts';
+import { settledQueryJob } from '../helpers/settle.ts';
 import { verifyAdMinutes, verifyTopN, type Mismatch } from '../helpers/verify.ts';
+import { pace, waitFor, WaitTimeout } from '../helpers/wait.ts';
 
 /**
  * Hot ads split into child actors, against an independent truth (helpers/click-stream.ts Truth):
@@ -65,21 +66,19 @@ interface InProcCluster {
   close(): Promise<void>;
 }
 
+/** The realistic mix with one very hot ad (80% of the clicks on ad-0) over few ads and recent minutes. */
 function makeStream(seed: number, events: number, spanMin = 5) {
-  const now = Date.now();
-  const stream = generateStream({
+  return realisticStream({
+    seed,
     events,
     ads: 60,
     hotShare: 0.8,
-    startMs: now - spanMin * 60_000,
-    endMs: now - 40_000,
-    lateFraction: 0.02,
+    startAgoMs: spanMin * 60_000,
+    endAgoMs: 40_000,
     maxLateMs: 90_000,
     dupFraction: 0.03,
     malformedFraction: 0,
-    seed,
   });
-  return stream;
 }
 
 function lastMinuteOf(truth: Truth): number {
@@ -88,21 +87,20 @@ function lastMinuteOf(truth: Truth): number {
 
 /** Polls the exact comparison until it holds (minutes close once every child closed them). */
 async function expectExact(url: string, truth: Truth, timeoutMs = 40_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
   const last = lastMinuteOf(truth);
   let mismatches: Mismatch[] = [];
-  for (;;) {
+  const exact = async (): Promise<boolean> => {
     mismatches = await verifyAdMinutes(url, truth, { adsForCountry: [HOT, 'ad-1'], countries: ['US', 'DE'] });
-    if (mismatches.length === 0) {
-      mismatches = await verifyTopN(url, truth, [
-        { n: 10, window: 6, toMinute: last + 1 },
-        { n: 5, window: 2, toMinute: last + 1, country: 'FR' },
-      ]);
-      if (mismatches.length === 0) return;
-    }
-    if (Date.now() > end) break;
-    await sleep(500);
-  }
+    if (mismatches.length > 0) return false;
+    mismatches = await verifyTopN(url, truth, [
+      { n: 10, window: 6, toMinute: last + 1 },
+      { n: 5, window: 2, toMinute: last + 1, country: 'FR' },
+    ]);
+    return mismatches.length === 0;
+  };
+  await waitFor('exact counts', exact, { timeoutMs, everyMs: 500 }).catch((err: unknown) => {
+    if (!(err instanceof WaitTimeout)) throw err; // on a timeout, the assertion below shows the mismatches left
+  });
   expect(mismatches.slice(0, 8)).toEqual([]);
 }
 
@@ -115,7 +113,7 @@ async function startInProc(servers: TestServers, extra: AdaggOptions = {}): Prom
     nodes.set(id, n);
   }
   await Promise.all([...nodes.values()].map((n) => n.startManaged()));
-  await waitFor('every shard running', () => [...nodes.values()].reduce((a, n) => a + n.running().size, 0) === opts.shards, 20_000, 50);
+  await waitFor('every shard running', () => [...nodes.values()].reduce((a, n) => a + n.running().size, 0) === opts.shards, { timeoutMs: 20_000, everyMs: 50 });
   const gateway = new GatewayService(opts, { actors: actorRegistry, events });
   const { url } = await gateway.start();
   const topo = topology(opts.prefix);
@@ -157,7 +155,7 @@ async function waitChildren(placement: PlacementStore, running: () => Set<string
   await waitFor(`${k} hot children running`, async () => {
     units = (await placement.readUnits()).filter((u) => u.ad === HOT);
     return units.length === k && units.every((u) => u.owner !== null && running().has(u.unit));
-  }, timeoutMs, 100);
+  }, { timeoutMs, everyMs: 100 });
   return units;
 }
 
@@ -184,13 +182,9 @@ async function runJob(url: string, body: unknown): Promise<any> {
   const res = await fetch(`${url}/v1/queries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };
-  let last: any;
-  await waitFor(`query job ${id}`, async () => {
-    last = (await getJson(`${url}/v1/queries/${id}`)).body;
-    return last.status === 'done' || last.status === 'failed';
-  }, 30_000, 100);
-  expect(last.status, JSON.stringify(last.error)).toBe('done');
-  return last;
+  const job = await settledQueryJob(url, id);
+  expect(job.status, JSON.stringify(job.error)).toBe('done');
+  return job;
 }
 
 describe('hot ads: child actors split one ad\'s load, reduced exactly by the parent', () => {
@@ -223,12 +217,12 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
     await post(c.url, lines(phase1));
 
     await publishControl(c.nc, c.topo, c.opts.shards, { kind: 'split', ad: HOT, children: 3, by: 'test' });
-    await waitFor('the parent applied the split', async () => (await hotStatus(c))?.state === 'split', 10_000, 100);
+    await waitFor('the parent applied the split', async () => (await hotStatus(c))?.state === 'split', { timeoutMs: 10_000, everyMs: 100 });
     const allRunning = (): Set<string> => new Set([...c.nodes.values()].flatMap((n) => [...n.runningUnits().keys()]));
     const units = await waitChildren(c.placement, allRunning, 3);
     expect(new Set(units.map((u) => u.owner)).size, 'children on 3 nodes').toBe(3);
     const routes = await (await HotRoutes.open(c.nc, c.topo)).watch();
-    await waitFor('the route is published', () => routes.route(HOT) !== undefined, 10_000, 50);
+    await waitFor('the route is published', () => routes.route(HOT) !== undefined, { timeoutMs: 10_000, everyMs: 50 });
 
     // Duplicates of clicks counted before the split, sent after it, through the gateway (to the
     // children) and through a publisher that does not follow routes (to the parent, which forwards).
@@ -302,7 +296,7 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
           await stale.publish(hotClicks.slice(Math.max(0, upTo - 150), upTo).filter((_, i) => i % 3 === 0));
           staleSent = upTo;
         }
-        await sleep(150);
+        await pace(150); // the stale publisher's rate
       }
     })();
 
@@ -320,7 +314,7 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
     expect(unsplit.code, unsplit.stderr).toBe(0);
     // Copies of clicks the children counted, arriving at the parent while it drains them.
     await post(c.url, lines(hotClicks.slice(Math.floor(hotClicks.length * 0.3), Math.floor(hotClicks.length * 0.4))));
-    await waitFor('the un-split completed', async () => (await hotStatus(c)) === null, 20_000, 100);
+    await waitFor('the un-split completed', async () => (await hotStatus(c)) === null, { timeoutMs: 20_000, everyMs: 100 });
     // ... and after it completed.
     await post(c.url, lines(hotClicks.slice(Math.floor(hotClicks.length * 0.4), Math.floor(hotClicks.length * 0.45))));
     await load.done;
@@ -329,7 +323,7 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
 
     await expectExact(c.url, truth);
     // The children stopped and left placement; the route is gone.
-    await waitFor('children removed', async () => (await c.placement.readUnits()).length === 0 && allRunning().size === 0, 15_000, 100);
+    await waitFor('children removed', async () => (await c.placement.readUnits()).length === 0 && allRunning().size === 0, { timeoutMs: 15_000, everyMs: 100 });
     const routes = await HotRoutes.open(c.nc, c.topo);
     expect(await routes.get(HOT)).toBeUndefined();
     for (const u of units) expect(await c.redis.pttl(new RedisKeys(c.opts.prefix).snapshot(u.unit))).toBeGreaterThan(0);
@@ -358,10 +352,10 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
     });
     // ~1,500 clicks/s, 80% on the hot ad, for ~6 s: hot by rate and by share.
     const load = new LoadClient(() => c.url, chunked(lines(stream.clicks), 300), 200).start();
-    await waitFor('the detector split the hot ad', async () => (await hotStatus(c))?.state === 'split', 20_000, 100);
+    await waitFor('the detector split the hot ad', async () => (await hotStatus(c))?.state === 'split', { timeoutMs: 20_000, everyMs: 100 });
     await load.done;
     // Traffic stopped: the ad cools, and is un-split (its children drained) on its own.
-    await waitFor('the detector un-split the cooled ad', async () => gens.length > 0 && (await hotStatus(c)) === null, 30_000, 200);
+    await waitFor('the detector un-split the cooled ad', async () => gens.length > 0 && (await hotStatus(c)) === null, { timeoutMs: 30_000 });
     expect(gens).toHaveLength(1);
     await expectExact(c.url, truth);
   }, 90_000);
@@ -395,7 +389,7 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
       if (units.length !== 3 || units.some((u) => u.owner === null)) return false;
       const nodes = await p.placement.nodes(Date.now());
       return units.every((u) => nodes.find((n) => n.id === u.owner)?.shards[u.unit] !== undefined);
-    }, 20_000, 100);
+    }, { timeoutMs: 20_000, everyMs: 100 });
     const parentOwner = (await p.owners()).get(shardOf(HOT, p.shards))!;
     const victimUnit = units.find((u) => u.owner !== parentOwner)!;
     const victim = victimUnit.owner!;
@@ -409,7 +403,7 @@ describe('hot ads: child actors split one ad\'s load, reduced exactly by the par
       if (!u || u.owner === victim || u.owner === null) return false;
       const nodes = await p.placement.nodes(Date.now());
       return nodes.find((n) => n.id === u.owner)?.shards[u.unit] !== undefined;
-    }, 20_000, 100);
+    }, { timeoutMs: 20_000, everyMs: 100 });
     const restoredMs = Date.now() - killedAt;
     const moved = (await p.placement.readUnits()).find((x) => x.unit === victimUnit.unit)!;
     expect(moved.epoch).toBeGreaterThan(victimUnit.epoch);

@@ -2,7 +2,9 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
-import { getJson, postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { finalAdCount, waitShardsCommitted } from '../helpers/settle.ts';
+import { getJson, postClicks, startStack, type TestStack } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * The public HTTP contract of the gateway on a real stack: per-line rejection codes beside counted
@@ -28,37 +30,12 @@ describe('HTTP ingest and query contract', () => {
     getJson(`${stack.url}/v1/ads/${encodeURIComponent(ad)}/aggregated_count?from=${from * MIN}&to=${to * MIN}${filter}`);
 
   /** Waits until every shard has committed (Redis meta seq) the last message on its subject. */
-  const settle = async (): Promise<void> => {
-    const want = await Promise.all(
-      [...Array(stack.opts.shards).keys()].map((s) =>
-        jsm.streams.getMessage(topo.clicksStream, { last_by_subj: topo.clickSubject(s) }).then(
-          (m) => m?.seq ?? 0,
-          () => 0,
-        ),
-      ),
-    );
-    await waitFor(
-      `shards committed through ${want.join(',')}`,
-      async () => {
-        const { status, body } = await getJson(`${stack.url}/v1/status`);
-        if (status !== 200) return false;
-        return (body.shards as Array<{ shard: number; committed_seq: number }>).every((s) => s.committed_seq >= want[s.shard]!);
-      },
-      30_000,
-      100,
-    );
-  };
+  const settle = (): Promise<void> => waitShardsCommitted(stack, jsm);
 
-  /** The final count of `ad` in [from, to): settles, waits until every minute is final, returns the body. */
+  /** The final count of `ad` in minutes [from, to): settles, waits until every minute is final, returns the body. */
   const finalCount = async (ad: string, from: number, to: number, filter = ''): Promise<any> => {
     await settle();
-    let last: any;
-    await waitFor(`${ad} minutes final`, async () => {
-      const r = await count(ad, from, to, filter);
-      last = r.body;
-      return r.status === 200 && (r.body.minutes as Array<{ final: boolean }>).every((m) => m.final);
-    });
-    return last;
+    return finalAdCount(stack.url, ad, from * MIN, to * MIN, filter);
   };
 
   beforeAll(async () => {
@@ -398,10 +375,10 @@ describe('HTTP ingest and query contract', () => {
       await waitFor('clear of a minute close', () => {
         const s = Date.now() % MIN;
         return s > 11_000 && s < 55_000;
-      }, 60_000, 100);
+      }, { timeoutMs: 60_000, everyMs: 100 });
       const lines = [0, 1, 2].map((i) => click(`late-${i}`, 'late-ad', at(L, 10 + i)));
       expect((await postClicks(slow.url, lines)).body.accepted).toBe(3);
-      await waitFor('late clicks applied', async () => (await agg()).body.count === 3, 10_000, 50);
+      await waitFor('late clicks applied', async () => (await agg()).body.count === 3, { timeoutMs: 10_000, everyMs: 50 });
       expect((await agg()).body.minutes[0]).toMatchObject({ count: 3, final: true });
       const top = await getJson(`${slow.url}/v1/ads/popular_ads?count=10&window=1&at=${(L + 1) * MIN}`);
       expect(top.body.ads).toEqual([{ ad_id: 'late-ad', count: 3 }]);

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
-import { getJson, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { finalAdCount, waitShardsCommitted } from '../helpers/settle.ts';
+import { startStack, type TestStack } from '../helpers/stack.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MIN = 60_000;
@@ -75,32 +76,12 @@ describe('adagg ingest CLI', () => {
     byMin.set(m, (byMin.get(m) ?? 0) + 1);
   };
 
-  const settle = async (): Promise<void> => {
-    const want = await Promise.all(
-      [...Array(stack.opts.shards).keys()].map((s) =>
-        jsm.streams.getMessage(topo.clicksStream, { last_by_subj: topo.clickSubject(s) }).then(
-          (m) => m?.seq ?? 0,
-          () => 0,
-        ),
-      ),
-    );
-    await waitFor(`shards committed through ${want.join(',')}`, async () => {
-      const { status, body } = await getJson(`${stack.url}/v1/status`);
-      return status === 200 && (body.shards as Array<{ shard: number; committed_seq: number }>).every((s) => s.committed_seq >= want[s.shard]!);
-    });
-  };
-
   /** Every ad's per-minute counts over [firstMinute, lastMinute] once final, compared with `expected`. */
   const mismatches = async (): Promise<string[]> => {
-    await settle();
+    await waitShardsCommitted(stack, jsm);
     const out: string[] = [];
     for (const [ad, byMin] of expected) {
-      let body: any;
-      await waitFor(`${ad} final`, async () => {
-        const r = await getJson(`${stack.url}/v1/ads/${ad}/aggregated_count?from=${firstMinute * MIN}&to=${(lastMinute + 1) * MIN}`);
-        body = r.body;
-        return r.status === 200 && (r.body.minutes as Array<{ final: boolean }>).every((m) => m.final);
-      });
+      const body = await finalAdCount(stack.url, ad, firstMinute * MIN, (lastMinute + 1) * MIN);
       let total = 0;
       for (const row of body.minutes as Array<{ minute: string; count: number }>) {
         const want = byMin.get(Date.parse(row.minute) / MIN) ?? 0;

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
-import { postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
+import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 import { waitAllClosed } from '../helpers/verify.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 interface Frame {
   type: string;
@@ -34,7 +35,11 @@ class Client {
   }
   async next(pred: (f: Frame) => boolean, timeoutMs = 30_000): Promise<Frame> {
     let found: Frame | undefined;
-    await waitFor('a matching frame', () => (found = this.frames.find(pred)) !== undefined, timeoutMs, 50);
+    await waitFor('a matching frame', () => (found = this.frames.find(pred)) !== undefined, {
+      timeoutMs,
+      everyMs: 50,
+      detail: () => this.frames.slice(-3),
+    });
     return found!;
   }
   close(): void {
@@ -46,19 +51,8 @@ const wsUrl = (http: string, q: string): string => `${http.replace('http', 'ws')
 
 describe('live top-N over WebSocket', () => {
   let stack: TestStack;
-  const now = Date.now();
-  const stream = generateStream({
-    events: 15_000,
-    ads: 300,
-    hotShare: 0.25,
-    startMs: now - 8 * 60_000,
-    endMs: now - 100_000,
-    lateFraction: 0.015,
-    maxLateMs: 3 * 60_000,
-    dupFraction: 0.02,
-    malformedFraction: 0,
-    seed: 99,
-  });
+  // Milder lateness and no malformed lines.
+  const stream = realisticStream({ seed: 99, events: 15_000, lateFraction: 0.015, maxLateMs: 3 * 60_000, malformedFraction: 0 });
   const truth = new Truth().add(stream.clicks);
 
   beforeAll(async () => {
@@ -130,7 +124,7 @@ describe('live top-N over WebSocket', () => {
     await bad.opened();
     const e = await bad.next((f) => f.type === 'error');
     expect(e.code).toBe('ADAGG_E_BAD_PARAM');
-    await waitFor('close', () => bad.closedWith !== undefined, 5000);
+    await waitFor('the server to close the socket', () => bad.closedWith !== undefined, { timeoutMs: 5000 });
     expect(bad.closedWith).toBe(1008);
 
     const c = new Client(wsUrl(stack.url, 'count=10&window=1'));

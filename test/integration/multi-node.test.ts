@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import {
   chunked,
   hottestAdIn,
@@ -12,11 +12,11 @@ import {
   ProcCluster,
   QueryPoller,
   ROOT,
-  sleep,
   stopBackground,
 } from '../helpers/cluster-procs.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
+import { pace, timeWhen, waitFor } from '../helpers/wait.ts';
 
 /**
  * Three `adagg node` processes and one `adagg gateway` process on shared per-test servers, under a
@@ -28,33 +28,21 @@ const NODE_TIMEOUT_MS = 3000;
 const NODES = ['node1', 'node2', 'node3'];
 
 function makeStream(seed: number, events: number) {
-  const now = Date.now();
-  const stream = generateStream({
-    events,
-    ads: 300,
-    hotShare: 0.25,
-    startMs: now - 8 * 60_000,
-    endMs: now - 100_000,
-    lateFraction: 0.02,
-    maxLateMs: 4 * 60_000,
-    dupFraction: 0.02,
-    malformedFraction: 0.002,
-    seed,
-  });
+  const stream = realisticStream({ seed, events });
   const truth = new Truth().add(stream.clicks);
   const minutes = truth.minutes();
   return { stream, truth, fromMs: minutes[0]! * 60_000, toMs: (minutes.at(-1)! + 1) * 60_000, lastMinute: minutes.at(-1)! };
 }
 
 /** Resolves with the time every shard of `shards` is owned by a node other than `victim` (-1 after `timeoutMs`). */
-async function ownedElsewhere(c: ProcCluster, shards: readonly number[], victim: string, timeoutMs: number): Promise<number> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const owners = await c.owners().catch(() => null);
-    if (owners && shards.every((s) => owners.get(s) !== victim && owners.get(s) !== null)) return Date.now();
-    await sleep(25);
-  }
-  return -1;
+function ownedElsewhere(c: ProcCluster, shards: readonly number[], victim: string, timeoutMs: number): Promise<number> {
+  return timeWhen(
+    async () => {
+      const owners = await c.owners().catch(() => null);
+      return owners !== null && shards.every((s) => owners.get(s) !== victim && owners.get(s) !== null);
+    },
+    { timeoutMs, everyMs: 25 },
+  );
 }
 
 async function verifyExact(url: string, truth: Truth, lastMinute: number): Promise<void> {
@@ -216,14 +204,19 @@ describe('multi-node cluster of real processes', () => {
     // Every lost shard's new owner has committed under its new epoch while the victim is frozen.
     const after = await c.placement.read();
     for (const l of lost) expect(after.entries[l.shard]!.epoch).toBeGreaterThan(l.epoch);
-    const waitCommitted = Date.now() + 10_000;
-    for (;;) {
-      const ep = await c.epochs();
-      if (lost.every((l) => ep[l.shard]!.meta > l.epoch)) break;
-      if (Date.now() > waitCommitted) throw new Error(`new owners did not commit: ${JSON.stringify(ep)}`);
-      await sleep(50);
-    }
-    await sleep(500);
+    let epochsSeen: unknown;
+    await waitFor(
+      'the new owners committed under their new epochs',
+      async () => {
+        const ep = await c.epochs();
+        epochsSeen = ep;
+        return lost.every((l) => ep[l.shard]!.meta > l.epoch);
+      },
+      { timeoutMs: 10_000, everyMs: 50, detail: () => epochsSeen },
+    );
+    // Scenario pacing, not a wait for an outcome: the victim stays frozen a little longer while the
+    // new owners carry on, so it resumes further behind them. Nothing below depends on its length.
+    await pace(500);
     const stoppedMs = Date.now() - t0;
 
     // Resume: its actors wake up with stale epochs. Watch /v1/status: the victim must never answer
@@ -240,8 +233,15 @@ describe('multi-node cluster of real processes', () => {
     const tCont = Date.now();
     c.node(victim).signal('SIGCONT');
 
-    // The resumed node notices: its stale actors stop (fenced commit or "owned elsewhere").
-    await sleep(4000);
+    // The resumed node notices: its stale actors stop (fenced commit or "owned elsewhere"), each
+    // saying so in its log, and the process lives on.
+    const mentionsOf = (shard: number): string[] =>
+      logLines.filter((line) => line.includes(`"shard":${shard},`) || line.includes(`shard-${shard}"`) || line.includes(`shard ${shard}:`));
+    await waitFor('the resumed node to give up every lost shard (a fencing / owned-elsewhere line each)', () => lost.every((l) => mentionsOf(l.shard).length > 0), {
+      timeoutMs: 30_000,
+      everyMs: 100,
+      detail: () => ({ silentShards: lost.filter((l) => mentionsOf(l.shard).length === 0).map((l) => l.shard), logLines: logLines.slice(0, 10) }),
+    });
     expect(c.node(victim).alive).toBe(true);
     await load.done;
     // It heartbeats again, so rebalancing may hand shards back to it: wait for all three to settle.
@@ -272,10 +272,8 @@ describe('multi-node cluster of real processes', () => {
     }
     expect(staleAnswers).toEqual([]);
     // The resumed node's log shows it giving up every lost shard: a fenced commit or "owned elsewhere".
-    for (const l of lost) {
-      const mentions = logLines.filter((line) => line.includes(`"shard":${l.shard},`) || line.includes(`shard-${l.shard}"`) || line.includes(`shard ${l.shard}:`));
-      expect(mentions.length, `no fencing / owned-elsewhere line for shard ${l.shard}`).toBeGreaterThan(0);
-    }
+    for (const l of lost) expect(mentionsOf(l.shard).length, `no fencing / owned-elsewhere line for shard ${l.shard}`).toBeGreaterThan(0);
+    expect(c.node(victim).alive).toBe(true);
     expect(poller.violations).toEqual([]);
     await verifyExact(c.url, truth, lastMinute);
   }, 150_000);
@@ -329,16 +327,19 @@ describe('multi-node cluster of real processes', () => {
       : c.placement.setDraining(drained, true, Date.now()).then(() => undefined);
     let markedAt = 0;
     let ownsNothingAt = 0;
-    for (;;) {
-      if (!markedAt && (await c.redis.hexists(drainKey, drained))) markedAt = Date.now();
-      const t = await c.placement.read();
-      if (markedAt && !t.entries.some((e) => e.owner === drained || e.movingTo === drained)) {
+    let table: unknown;
+    await waitFor(
+      `${drained} marked draining, then owning nothing`,
+      async () => {
+        if (!markedAt && (await c.redis.hexists(drainKey, drained))) markedAt = Date.now();
+        const t = await c.placement.read();
+        table = t.entries;
+        if (!markedAt || t.entries.some((e) => e.owner === drained || e.movingTo === drained)) return false;
         ownsNothingAt = Date.now();
-        break;
-      }
-      if (Date.now() - t0 > 30_000) throw new Error(`drain did not finish: ${JSON.stringify(t.entries)}`);
-      await sleep(20);
-    }
+        return true;
+      },
+      { timeoutMs: 30_000, everyMs: 20, detail: () => table },
+    );
     const drainCli = await drainCmd;
     const { at: drainSettledAt } = await c.waitSettled(others, 20_000, 50);
     console.log(
@@ -363,16 +364,19 @@ describe('multi-node cluster of real processes', () => {
       : c.placement.pin(shard, to).then(() => c.placement.requestMove(shard, to, Date.now())).then(() => undefined);
     let requestedAt = 0;
     let movedAt = 0;
-    for (;;) {
-      const e = (await c.placement.read()).entries[shard]!;
-      if (!requestedAt && (e.movingTo === to || e.owner === to)) requestedAt = Date.now();
-      if (e.owner === to && e.movingTo === null) {
+    let entry: unknown;
+    await waitFor(
+      `shard ${shard} moved to ${to}`,
+      async () => {
+        const e = (await c.placement.read()).entries[shard]!;
+        entry = e;
+        if (!requestedAt && (e.movingTo === to || e.owner === to)) requestedAt = Date.now();
+        if (e.owner !== to || e.movingTo !== null) return false;
         movedAt = Date.now();
-        break;
-      }
-      if (Date.now() - t1 > 30_000) throw new Error(`move did not finish: ${JSON.stringify(e)}`);
-      await sleep(20);
-    }
+        return true;
+      },
+      { timeoutMs: 30_000, everyMs: 20, detail: () => entry },
+    );
     const moveCli = await moveCmd;
     const { at: moveSettledAt } = await c.waitSettled(others, 20_000, 50);
     console.log(

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startNatsCluster, type NatsCluster } from '../../src/runtime/nats-cluster.ts';
 import { uniquePrefix } from '../helpers/servers.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * `startNatsCluster`: three nats-servers form one JetStream cluster; an R3 stream keeps accepting
@@ -49,29 +50,40 @@ describe('nats cluster', () => {
     victim.kill('SIGKILL');
     await expect(victim.exited).resolves.toBeNull();
 
-    const end = Date.now() + 20_000;
+    // Publishes fail while a new leader is elected: retry until one is accepted.
     let seq = 0;
     let lastErr: unknown;
-    while (Date.now() < end && seq === 0) {
-      try {
-        seq = (await js.publish(`${name}.a`, 'two', { msgID: 'm2' })).seq;
-      } catch (err) {
-        lastErr = err;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
-    expect(seq, `publish after the kill failed: ${String(lastErr)}`).toBe(2);
-    // The JetStream API can time out while the meta leader is being re-elected: retry briefly.
+    await waitFor(
+      'a publish accepted after the kill',
+      async () => {
+        try {
+          seq = (await js.publish(`${name}.a`, 'two', { msgID: 'm2' })).seq;
+          return true;
+        } catch (err) {
+          lastErr = err;
+          return false;
+        }
+      },
+      { timeoutMs: 20_000, everyMs: 250, detail: () => String(lastErr) },
+    );
+    expect(seq).toBe(2);
+    // The JetStream API can time out while the meta leader is being re-elected: retry.
     let after: Awaited<ReturnType<Awaited<ReturnType<typeof jetstreamManager>>['streams']['info']>> | undefined;
-    for (let i = 0; i < 20 && !after; i++) {
-      after = await jetstreamManager(nc)
-        .then((jsm) => jsm.streams.info(name))
-        .catch(async () => {
-          await new Promise((r) => setTimeout(r, 500));
-          return undefined;
-        });
-    }
-    if (!after) throw new Error('stream info unavailable 10 s after the leader was killed');
+    let infoErr: unknown;
+    await waitFor(
+      'stream info after the leader was killed',
+      async () => {
+        after = await jetstreamManager(nc!)
+          .then((jsm) => jsm.streams.info(name))
+          .catch((err: unknown) => {
+            infoErr = err;
+            return undefined;
+          });
+        return after !== undefined;
+      },
+      { timeoutMs: 60_000, everyMs: 500, detail: () => String(infoErr) },
+    );
+    if (!after) throw new Error('unreachable: waited for stream info');
     expect(after.state.messages).toBe(2);
     expect(after.cluster?.leader).not.toBe(leader);
 

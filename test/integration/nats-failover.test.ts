@@ -6,11 +6,12 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type ServerHandle } from '../../src/runtime/local-servers.ts';
 import { topology } from '../../src/runtime/topology.ts';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import { connectCluster, startNatsCluster, type NatsCluster } from '../helpers/cluster-nats.ts';
-import { chunked, killAllChildren, LoadClient, ProcCluster, QueryPoller, sleep, stopBackground } from '../helpers/cluster-procs.ts';
+import { chunked, killAllChildren, LoadClient, ProcCluster, QueryPoller, stopBackground } from '../helpers/cluster-procs.ts';
 import { uniquePrefix } from '../helpers/servers.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
+import { timeWhen } from '../helpers/wait.ts';
 
 /**
  * A 3-server NATS JetStream cluster (streams R3), Redis, two `adagg node` processes and an
@@ -45,19 +46,7 @@ describe('NATS cluster failover', () => {
   // sequence on a new consumer) and an idle shard confirms it is caught up with the server before
   // closing minutes by the wall clock.
   it('SIGKILL of the clicks stream leader under load: ingest and counting continue, counts exact', async () => {
-    const now = Date.now();
-    const stream = generateStream({
-      events: 20_000,
-      ads: 300,
-      hotShare: 0.25,
-      startMs: now - 8 * 60_000,
-      endMs: now - 100_000,
-      lateFraction: 0.02,
-      maxLateMs: 4 * 60_000,
-      dupFraction: 0.02,
-      malformedFraction: 0.002,
-      seed: 21,
-    });
+    const stream = realisticStream({ seed: 21, events: 20_000 });
     const truth = new Truth().add(stream.clicks);
     const minutes = truth.minutes();
     const lastMinute = minutes.at(-1)!;
@@ -107,34 +96,29 @@ describe('NATS cluster failover', () => {
     await nats!.member(leader!).handle.exited;
 
     const RESUME_LIMIT_MS = 30_000;
+    // Each measured by when it was first seen (-1: not within RESUME_LIMIT_MS), asserted below.
     // New stream leader elected (asked through the surviving servers).
-    const leaderMs = (async () => {
-      for (;;) {
-        const l = await jsm.streams.info(streamName).then((i) => i.cluster?.leader, () => undefined);
-        if (l && l !== leader) return { ms: Date.now() - t0, leader: l };
-        if (Date.now() - t0 > RESUME_LIMIT_MS) return { ms: -1, leader: undefined };
-        await sleep(50);
-      }
-    })();
+    let seenLeader: string | undefined;
+    const leaderMs = timeWhen(
+      async () => {
+        seenLeader = await jsm.streams.info(streamName).then((i) => i.cluster?.leader, () => undefined);
+        return seenLeader !== undefined && seenLeader !== leader;
+      },
+      { timeoutMs: RESUME_LIMIT_MS, everyMs: 50 },
+    ).then((at) => (at < 0 ? { ms: -1, leader: undefined } : { ms: at - t0, leader: seenLeader }));
     // Counting resumed: every shard's actor applied a message newer than the one it had at the kill.
     let stuck: number[] = [];
-    const consumeMs = (async () => {
-      for (;;) {
+    const consumeMs = timeWhen(
+      async () => {
         const st = await c.status();
         stuck = (st ?? []).filter((s) => !(s.state === 'running' && s.last_seq > (seqAtKill.get(s.shard) ?? 0))).map((s) => s.shard);
-        if (st && stuck.length === 0) return Date.now() - t0;
-        if (Date.now() - t0 > RESUME_LIMIT_MS) return -1;
-        await sleep(100);
-      }
-    })();
-    const firstOkAfterKill = (async () => {
-      for (;;) {
-        const at = load.okAt.find((t) => t > t0);
-        if (at !== undefined) return at;
-        if (Date.now() - t0 > RESUME_LIMIT_MS) return -1;
-        await sleep(20);
-      }
-    })();
+        return st !== null && stuck.length === 0;
+      },
+      { timeoutMs: RESUME_LIMIT_MS, everyMs: 100 },
+    ).then((at) => (at < 0 ? -1 : at - t0));
+    const firstOkAfterKill = timeWhen(() => load.okAt.some((t) => t > t0), { timeoutMs: RESUME_LIMIT_MS, everyMs: 20 }).then((at) =>
+      at < 0 ? -1 : load.okAt.find((t) => t > t0)!,
+    );
 
     const [{ ms: newLeaderMs, leader: newLeader }, resumeMs, okAfter] = await Promise.all([leaderMs, consumeMs, firstOkAfterKill]);
     const ingestGapMs = okAfter < 0 ? -1 : okAfter - lastOkBeforeKill;

@@ -10,7 +10,8 @@ import { desiredOwners } from '../../src/runtime/placement/planner.ts';
 import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
-import { TEST_OPTIONS, waitFor } from '../helpers/stack.ts';
+import { TEST_OPTIONS } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SHARDS = 8;
@@ -96,6 +97,43 @@ describe('operator CLI', () => {
       return e.movingTo === null && e.owner === desired.get(e.shard) && n !== undefined && n.running().get(e.shard) === e.epoch;
     });
   };
+  const waitSettled = async (): Promise<void> => {
+    let table: unknown;
+    await waitFor(
+      'the placement settled (every shard on its planned owner and running there)',
+      async () => {
+        table = (await store.read()).entries;
+        return settled();
+      },
+      { detail: () => table },
+    );
+  };
+  /**
+   * Resolves once the controller leader has renewed its lease `n` times from now. A round starts
+   * with that renewal, so after n ≥ 2 at least n - 1 whole rounds read the placement as it was at
+   * the call: what a suspended controller leaves alone stays so through real rounds, not a guess
+   * at their timing. (Expiry = Redis TIME + PTTL, read in one MULTI, so it has no client latency.)
+   */
+  const controllerRounds = async (n: number): Promise<void> => {
+    const leaseExpiry = async (): Promise<number> => {
+      const res = await redis.multi().time().pttl(`${opts.prefix}:controller`).exec();
+      const [[, time], [, pttl]] = res as [[null, [string, string]], [null, number]];
+      return Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000) + pttl;
+    };
+    let last = await leaseExpiry();
+    let renewals = 0;
+    // A renewal moves the expiry on by a round's period (500 ms) at least.
+    await waitFor(
+      `${n} controller rounds`,
+      async () => {
+        const e = await leaseExpiry();
+        if (e > last + 250) renewals++;
+        last = Math.max(last, e);
+        return renewals >= n;
+      },
+      { everyMs: 50, detail: () => ({ renewals, leaseExpiresAt: new Date(last).toISOString() }) },
+    );
+  };
   /** A shard owned by `node` that is not pinned. */
   const shardOf = async (node: string): Promise<number> => {
     const e = (await store.read()).entries.find((x) => x.owner === node && x.pinned === null);
@@ -117,7 +155,7 @@ describe('operator CLI', () => {
     await waitFor('both nodes own shards and the placement is settled', async () => {
       const t = await store.read();
       return t.entries.some((e) => e.owner === 'n1') && t.entries.some((e) => e.owner === 'n2') && (await settled());
-    }, 30_000, 100);
+    }, { timeoutMs: 30_000, everyMs: 100 });
   });
 
   afterAll(async () => {
@@ -234,7 +272,7 @@ describe('operator CLI', () => {
   });
 
   it('rebalance: suspend stops the controller, --dry-run plans, apply requests, resume', async () => {
-    await waitFor('settled', settled);
+    await waitSettled();
     const sus = await adagg('rebalance', 'suspend');
     expect(sus.code).toBe(0);
     expect((await json('placement')).suspended).toBe(true);
@@ -244,7 +282,7 @@ describe('operator CLI', () => {
     const pin = await adagg('pin', String(pinned), 'n2');
     expect(pin.code).toBe(0);
     expect(pin.stdout).toContain('once rebalancing is resumed');
-    await new Promise((r) => setTimeout(r, 2000)); // four controller rounds
+    await controllerRounds(4);
     expect(await owner(pinned)).toBe('n1');
 
     const dry = await json('rebalance', '--dry-run');
@@ -261,8 +299,8 @@ describe('operator CLI', () => {
     const res = await adagg('rebalance', 'resume');
     expect(res.code).toBe(0);
     expect(res.stdout).toContain('rebalancing resumed');
-    await waitFor('the controller moves the pinned shard after resume', async () => (await owner(pinned)) === 'n2', 15_000, 100);
-    await waitFor('settled', settled);
+    await waitFor('the controller moves the pinned shard after resume', async () => (await owner(pinned)) === 'n2', { timeoutMs: 15_000, everyMs: 100 });
+    await waitSettled();
 
     // Explicit rebalance applies even while suspended: unpin a shard so it wants to go home.
     expect((await adagg('rebalance', 'suspend')).code).toBe(0);
@@ -270,20 +308,20 @@ describe('operator CLI', () => {
     const plan = await json('rebalance', '--dry-run');
     const home = plan.actions.find((a: any) => a.shard === pinned);
     expect(home).toMatchObject({ kind: 'move', from: 'n2', reason: 'rebalance' });
-    await new Promise((r) => setTimeout(r, 1000));
+    await controllerRounds(3);
     expect(await owner(pinned)).toBe('n2'); // suspended: the controller leaves it
     const applied = await adagg('rebalance');
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stdout).toMatch(/requested [1-9]\d* handoffs?/);
-    await waitFor('the requested handoff completes', async () => (await owner(pinned)) === home.to, 15_000, 100);
+    await waitFor('the requested handoff completes', async () => (await owner(pinned)) === home.to, { timeoutMs: 15_000, everyMs: 100 });
     expect((await adagg('rebalance', 'resume')).code).toBe(0);
-    await waitFor('settled', settled);
+    await waitSettled();
     const none = await adagg('rebalance', '--dry-run');
     expect(none.stdout).toContain('nothing to do');
   });
 
   it('drain --wait empties a node; --undo lets it take shards again', async () => {
-    await waitFor('settled', settled);
+    await waitSettled();
     // Unpin everything first: a pin to n1 would be ignored while it drains, but keep the test plain.
     for (const e of (await store.read()).entries) if (e.pinned) expect((await adagg('unpin', String(e.shard))).code).toBe(0);
     const r = await adagg('drain', 'n1', '--wait');
@@ -301,12 +339,12 @@ describe('operator CLI', () => {
     const undo = await adagg('drain', 'n1', '--undo');
     expect(undo.code).toBe(0);
     expect(undo.stdout).toContain('no longer draining');
-    await waitFor('n1 gets shards back', async () => (await store.read()).entries.some((e) => e.owner === 'n1'), 15_000, 100);
-    await waitFor('settled', settled);
+    await waitFor('n1 gets shards back', async () => (await store.read()).entries.some((e) => e.owner === 'n1'), { timeoutMs: 15_000, everyMs: 100 });
+    await waitSettled();
   });
 
   it('a stale version is refused with ADAGG_E_PLACEMENT_CONFLICT and changes nothing', async () => {
-    await waitFor('settled', settled);
+    await waitSettled();
     const t = await store.read();
     const e = t.entries[0]!;
     const other = e.owner === 'n1' ? 'n2' : 'n1';

@@ -4,16 +4,18 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardActors } from '../../src/actors/index.ts';
-import { toHttpError } from '../../src/gateway/error-status.ts';
+import { adaggHttp } from '../../src/gateway/http-plugin.ts';
 import { QueryJobs, type QueryJobsOptions } from '../../src/gateway/query-jobs.ts';
 import { queryJobRoutes } from '../../src/gateway/routes/query-jobs.ts';
 import { shardOf } from '../../src/model/partition.ts';
 import { connectNats } from '../../src/runtime/nats.ts';
 import { scanRawClicks, type RawBatch } from '../../src/runtime/raw-scan.ts';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
-import { generateStream, type GenClick } from '../helpers/click-stream.ts';
-import { getJson, postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { realisticStream, type GenClick } from '../helpers/click-stream.ts';
+import { settledQueryJob } from '../helpers/settle.ts';
+import { getJson, postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 import { waitAllClosed } from '../helpers/verify.ts';
+import { pace } from '../helpers/wait.ts';
 
 /**
  * Query jobs answer filters the actors do not pre-aggregate (user_id, ip, country+user_id) by a scan
@@ -28,12 +30,7 @@ const HOT_IP = '10.9.9.9';
 /** The gateway's body handling and error mapping (src/gateway/server.ts), with only the job routes. */
 function jobApp(jobs: QueryJobs): FastifyInstance {
   const app = Fastify();
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err, _req, reply) => {
-    const e = toHttpError(err);
-    void reply.code(e.status).send({ code: e.code, error: e.error });
-  });
+  void app.register(adaggHttp);
   queryJobRoutes(app, jobs);
   return app;
 }
@@ -95,16 +92,8 @@ async function post(url: string, body: unknown): Promise<{ status: number; body:
 }
 
 /** Polls a job until it is done or failed; records every progress fraction seen. */
-async function settle(url: string, id: string, fractions: number[] = []): Promise<any> {
-  let last: any;
-  await waitFor(`query job ${id}`, async () => {
-    const r = await getJson(`${url}/v1/queries/${id}`);
-    expect(r.status).toBe(200);
-    last = r.body;
-    fractions.push(last.progress.fraction);
-    return last.status === 'done' || last.status === 'failed';
-  }, 60_000, 50);
-  return last;
+function settle(url: string, id: string, fractions: number[] = []): Promise<any> {
+  return settledQueryJob(url, id, { everyMs: 50, onPoll: (job) => fractions.push(job.progress.fraction) });
 }
 
 describe('query jobs over the raw stream', () => {
@@ -117,18 +106,8 @@ describe('query jobs over the raw stream', () => {
   /** Stream time between the two halves of the posted stream. */
   let midMs = 0;
   const now = Date.now();
-  const stream = generateStream({
-    events: 8000,
-    ads: 60,
-    hotShare: 0.25,
-    startMs: now - 9 * MIN,
-    endMs: now - 100_000,
-    lateFraction: 0.02,
-    maxLateMs: 3 * MIN,
-    dupFraction: 0.03,
-    malformedFraction: 0,
-    seed: 11,
-  });
+  // Few ads (so filters select enough of each), a longer span, more duplicates, no malformed lines.
+  const stream = realisticStream({ seed: 11, events: 8000, now, ads: 60, startAgoMs: 9 * MIN, maxLateMs: 3 * MIN, dupFraction: 0.03, malformedFraction: 0 });
   for (const c of new Set(stream.clicks)) {
     const h = hash(c.click_id);
     if (h % 10 === 0) c.user_id = HOT_USER;
@@ -159,9 +138,11 @@ describe('query jobs over the raw stream', () => {
       }
     };
     await send(lines.slice(0, half));
-    await new Promise((r) => setTimeout(r, 50));
+    // Guard bands in wall-clock time, not a wait for an event: the halves' stored timestamps fall
+    // clearly either side of midMs (every post above was acknowledged, so its messages are stored).
+    await pace(50);
     midMs = Date.now();
-    await new Promise((r) => setTimeout(r, 50));
+    await pace(50);
     await send(lines.slice(half));
   });
   afterAll(async () => {

@@ -1,11 +1,12 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { decode, encode } from '../../src/model/msgpack.ts';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-hash.ts';
 import { MINUTE_MS } from '../../src/model/time.ts';
 import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
-import { getJson, postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { getJson, postClicks, startStack, type TestStack } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * A shard whose state an earlier release wrote (one whole-state MessagePack snapshot, format 1) is
@@ -56,7 +57,7 @@ describe('state written by an earlier release', () => {
     expect(post.status).toBe(200);
     const count = async (ad: string, filter = ''): Promise<number> =>
       (await getJson(`${url}/v1/ads/${ad}/aggregated_count?from=${m * MINUTE_MS}&to=${(m + 1) * MINUTE_MS}${filter}`)).body.count as number;
-    await waitFor('the new clicks counted', async () => (await count('ad-y')) === 1, 30_000, 100);
+    await waitFor('the new clicks counted', async () => (await count('ad-y')) === 1, { timeoutMs: 30_000, everyMs: 100 });
     expect(await count('ad-x')).toBe(3);
     expect(await count('ad-x', '&country=US')).toBe(2);
 
@@ -64,9 +65,9 @@ describe('state written by an earlier release', () => {
     await waitFor('a format-3 head committed', async () => {
       const head = await redis.getBuffer(keys.snapshot(0));
       return head !== null && (decode(head) as unknown[])[0] === 3;
-    }, 30_000, 100);
+    }, { timeoutMs: 30_000, everyMs: 100 });
     // c1, c2 (migrated), c3, c4: 8 bytes each in the minute's dedupe block, listed in the parts set.
-    await waitFor('every id in the dedupe block', async () => (await redis.strlen(keys.part(0, `d${m}`))) === 4 * 8, 30_000, 100);
+    await waitFor('every id in the dedupe block', async () => (await redis.strlen(keys.part(0, `d${m}`))) === 4 * 8, { timeoutMs: 30_000, everyMs: 100 });
     expect(await redis.smembers(keys.parts(0))).toContain(keys.part(0, `d${m}`));
 
     // Restart: the state now comes from the head and parts; the ids are still known.
@@ -80,7 +81,7 @@ describe('state written by an earlier release', () => {
     const url2 = stack.url;
     const count2 = async (ad: string, filter = ''): Promise<number> =>
       (await getJson(`${url2}/v1/ads/${ad}/aggregated_count?from=${m * MINUTE_MS}&to=${(m + 1) * MINUTE_MS}${filter}`)).body.count as number;
-    await waitFor('c5 counted after the restart', async () => (await count2('ad-y')) === 2, 30_000, 100);
+    await waitFor('c5 counted after the restart', async () => (await count2('ad-y')) === 2, { timeoutMs: 30_000, everyMs: 100 });
     expect(await count2('ad-x')).toBe(3);
     expect(await count2('ad-x', '&country=US')).toBe(2);
   });

@@ -5,9 +5,10 @@ import { encodeControl } from '../../src/model/hot-messages.ts';
 import { shardOf } from '../../src/model/partition.ts';
 import { connectNats } from '../../src/runtime/nats.ts';
 import type { RuntimeNode } from '../../src/runtime/runtime-node.ts';
-import { generateStream, Truth } from '../helpers/click-stream.ts';
-import { postClicks, startStack, waitFor, type TestStack } from '../helpers/stack.ts';
+import { realisticStream, Truth } from '../helpers/click-stream.ts';
+import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const SHARDS = 6;
 
@@ -30,20 +31,9 @@ describe('actors in worker threads', () => {
   let node: RuntimeNode;
   let gateway: GatewayService;
   let url: string;
-  const now = Date.now();
-  const spec = {
-    events: 24_000,
-    ads: 300,
-    hotShare: 0.2,
-    startMs: now - 8 * 60_000,
-    endMs: now - 100_000,
-    lateFraction: 0.015,
-    maxLateMs: 3 * 60_000,
-    dupFraction: 0.02,
-    malformedFraction: 0,
-    seed: 7,
-  };
-  const stream = generateStream(spec);
+  // A cooler hot ad, milder lateness and no malformed lines; `now` fixed so the later stream shares the span.
+  const spec = { seed: 7, events: 24_000, now: Date.now(), hotShare: 0.2, lateFraction: 0.015, maxLateMs: 3 * 60_000, malformedFraction: 0 };
+  const stream = realisticStream(spec);
   const truth = new Truth().add(stream.clicks);
   const byWorker = new Map<number, number[]>();
 
@@ -88,7 +78,7 @@ describe('actors in worker threads', () => {
       const running = node.running();
       const workers = node.actorWorkers();
       return lost.every((s) => running.has(s)) && workers.every((w) => w.ready) && workers[0]!.threadId !== killedThread;
-    }, 60_000, 100);
+    }, { timeoutMs: 60_000, everyMs: 100 });
     const after = node.actorWorkers();
     expect(after.flatMap((w) => w.shards).sort()).toEqual([...Array(SHARDS).keys()]);
 
@@ -109,7 +99,7 @@ describe('actors in worker threads', () => {
     await waitFor('stats of every shard', () => {
       const st = node.stats().shards;
       return [...Array(SHARDS).keys()].every((s) => st[String(s)] !== undefined && st[String(s)]!.epoch > 0 && st[String(s)]!.lag >= 0);
-    }, 10_000, 100);
+    }, { timeoutMs: 10_000, everyMs: 100 });
   });
 
   it('hot children run in a worker other than their parent\'s, counts exact', async () => {
@@ -118,7 +108,7 @@ describe('actors in worker threads', () => {
     const nc = await connectNats(stack.opts.natsUrl, 'workers-test');
     try {
       await jetstream(nc).publish(stack.node.topo.clickSubject(parent), encodeControl({ kind: 'split', ad: hot, children: 2, by: 'test' }));
-      await waitFor('2 hot children running', () => [...node.runningUnits().keys()].length === 2, 30_000, 100);
+      await waitFor('2 hot children running', () => [...node.runningUnits().keys()].length === 2, { timeoutMs: 30_000, everyMs: 100 });
     } finally {
       await nc.close();
     }
@@ -127,12 +117,12 @@ describe('actors in worker threads', () => {
     expect(parentWorker.units).toEqual([]);
     expect(workers.find((w) => w !== parentWorker)!.units).toHaveLength(2);
 
-    const more = generateStream({ ...spec, events: 6000, seed: 8 });
+    const more = realisticStream({ ...spec, events: 6000, seed: 8 });
     truth.add(more.clicks);
     for (let i = 0; i < more.lines.length; i += 1000) expect((await postClicks(url, more.lines.slice(i, i + 1000))).status).toBe(200);
     const last = truth.minutes().at(-1)!;
     await waitAllClosed(url, last, 90_000);
-    await waitFor('exact counts with the split ad', async () => (await verifyAdMinutes(url, truth, { adsForCountry: [hot], countries: ['US'] })).length === 0, 60_000, 500);
+    await waitFor('exact counts with the split ad', async () => (await verifyAdMinutes(url, truth, { adsForCountry: [hot], countries: ['US'] })).length === 0, { timeoutMs: 60_000, everyMs: 500 });
   });
 
   it('close() drains every worker and ends its thread', async () => {

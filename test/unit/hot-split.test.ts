@@ -1,11 +1,12 @@
-import { encode } from '@msgpack/msgpack';
+import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
-import { ShardActor, type ShardActorConfig } from '../../src/actors/shard-actor.ts';
+import { ShardActor } from '../../src/actors/shard-actor.ts';
 import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
-import { idChunks, reportRows } from '../../src/actors/shard/hot-split.ts';
 import { encodeBatch } from '../../src/model/batch-codec.ts';
 import type { Click } from '../../src/model/click.ts';
 import { childOf, childUnit, decodeControl, encodeControl, isControlMessage, type HotControl } from '../../src/model/hot-messages.ts';
+import { idChunks, reportRows } from '../../src/model/hot-report.ts';
+import type { ShardActorConfig } from '../../src/model/shard-config.ts';
 import { MINUTE_MS, minuteOf } from '../../src/model/time.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { HotDetector } from '../../src/runtime/hot/hot-detector.ts';
@@ -60,7 +61,7 @@ class Unit {
     this.actor = head ? await ShardActor.restore(head, this.store.reader(), this.config, this.ports()) : new ShardActor(this.config, this.ports());
     this.committedSeq = head ? this.actor.lastSeq : 0;
     this.pos = this.committedSeq;
-    this.finalSent = this.actor.hot.childEnded;
+    this.finalSent = this.actor.childEnded;
   }
   get caughtUp(): boolean {
     return this.pos >= this.stream.length;
@@ -134,7 +135,7 @@ class HotSim {
 
   /** What the parent hooks do after a state change (routes, units, end markers, cleanup). */
   sync(): void {
-    for (const rec of this.parent.actor.hot.splits.values()) {
+    for (const rec of this.parent.actor.splits()) {
       for (let k = 0; k < rec.children; k++) this.child(rec.gen, k);
       this.route = { gen: rec.gen, children: rec.children, state: rec.state };
       if (rec.state === 'draining' && !this.endSent.has(rec.gen)) {
@@ -142,9 +143,9 @@ class HotSim {
         for (let k = 0; k < rec.children; k++) this.child(rec.gen, k).stream.push({ t: 'ctl', data: encodeControl({ kind: 'end', ad: HOT, gen: rec.gen }) });
       }
     }
-    for (const r of [...this.parent.actor.hot.retired]) {
+    for (const r of this.parent.actor.retired()) {
       if (this.route?.gen === r.gen) this.route = undefined;
-      this.parent.actor.hot.dropRetired(r.ad, r.gen);
+      this.parent.actor.dropRetired(r.ad, r.gen);
     }
   }
 
@@ -185,7 +186,7 @@ class HotSim {
     const spec = u.config.hot!.child!;
     if (!u.finalSent) {
       const rows = reportRows(HOT, [...c.writes, ...u.actor.openWrites()]);
-      if (!u.actor.hot.childEnded) {
+      if (!u.actor.childEnded) {
         this.control({ kind: 'report', ad: HOT, gen: spec.gen, k: spec.k, closedThrough: c.closedThrough, final: false, part: 0, parts: 1, rows });
       } else {
         const chunks = idChunks(u.actor.dedupBytes(), 7); // tiny parts: several per final report
@@ -225,7 +226,7 @@ class HotSim {
         return;
       }
     }
-    throw new Error(`not settled: parent closed ${this.parent.actor.closedThrough - M0}, caps ${this.parent.actor.hot.closeCap()}`);
+    throw new Error(`not settled: parent closed ${this.parent.actor.closedThrough - M0}, splits ${JSON.stringify(this.parent.actor.hotStatus())}`);
   }
 }
 
@@ -366,7 +367,7 @@ describe('hot split: the parent shard', () => {
     expect(r.changed).toBe(true);
     expect(r.batch).toMatchObject({ counted: 1, duplicates: 1 });
     expect(p.hotStatus()).toEqual([]);
-    expect(p.hot.retired).toEqual([{ ad: HOT, gen: 2, children: 1 }]);
+    expect(p.retired()).toEqual([{ ad: HOT, gen: 2, children: 1 }]);
     expect(p.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([[M0, 3]]); // pre-1, c-1 (child), c-2
     // From now on the parent counts the ad itself, with every id in its table.
     const after = await p.applyBatch(6, [click('c-1', HOT, at(0, 9)), click('c-3', HOT, at(0, 9))]);
@@ -389,7 +390,7 @@ describe('hot split: the parent shard', () => {
     await sim.parent.crash();
     expect(sim.parent.actor.lastSeq).toBe(5);
     expect(sim.parent.actor.hotStatus()).toEqual(before);
-    expect(sim.parent.actor.hot.splits.get(HOT)!.buffer).toEqual([click('b', HOT, at(0, 2), 'FR')]);
+    expect(sim.parent.actor.hotBuffered(HOT)).toEqual([click('b', HOT, at(0, 2), 'FR')]);
     // The last values it held survive too: the same report again adds nothing.
     await sim.parent.actor.applyControl(6, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: 4, final: false, part: 0, parts: 1, rows: [[M0, null, null, 3]] });
     expect(sim.parent.actor.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([[M0, 3]]);
@@ -417,7 +418,7 @@ describe('hot split: state written by earlier releases', () => {
     expect([...sim.parent.store.hashes.get('ha2')!.entries()].length).toBe(2);
     expect(sim.parent.store.logs.has('hb2')).toBe(true);
     await sim.parent.crash();
-    expect(sim.parent.actor.hot.splits.get(HOT)!.buffer).toEqual(buffered);
+    expect(sim.parent.actor.hotBuffered(HOT)).toEqual(buffered);
     // The report values survived: the same report again adds nothing, a higher one adds the difference.
     await sim.parent.actor.applyControl(6, { kind: 'report', ad: HOT, gen: 2, k: 1, closedThrough: M0 - 1, final: false, part: 0, parts: 1, rows: [[M0, null, null, 3], [M0, 'country', 'US', 2]] });
     expect(sim.parent.actor.queryAd({ adId: HOT, fromMinute: M0, toMinute: M0 + 1 }).minutes).toEqual([]);
@@ -482,7 +483,7 @@ describe('hot split: end to end against an independent truth (simulated subjects
       const lastMinute = Math.max(...clicks.map((c) => minuteOf(c.ts)));
       await sim.settle(lastMinute);
       expect(sim.children.size).toBe(K);
-      expect(sim.parent.actor.hot.splits.size, 'the un-split completed').toBe(0);
+      expect(sim.parent.actor.splits(), 'the un-split completed').toEqual([]);
       expect(mismatches(sim.parent.store, truth).slice(0, 10), `steps ${steps}, K ${K}`).toEqual([]);
     });
   }

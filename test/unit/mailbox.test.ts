@@ -172,3 +172,44 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     expect(await mb.take()).toBe(2);
   });
 });
+
+describe('Mailbox priority lane', { timeout: 5_000 }, () => {
+  it('takes priority messages before queued ordinary ones, in their own order', async () => {
+    const mb = new Mailbox<string>(4, 2);
+    await mb.put('a');
+    await mb.put('b');
+    mb.offerPriority('q1');
+    mb.offerPriority('q2');
+    expect(mb.size).toBe(2);
+    expect(mb.prioritySize).toBe(2);
+    expect([await mb.take(), await mb.take(), await mb.take(), await mb.take()]).toEqual(['q1', 'q2', 'a', 'b']);
+  });
+
+  it('refuses a priority message past its capacity with MAILBOX_FULL, whatever the ordinary lane holds', async () => {
+    const mb = new Mailbox<string>(1, 1);
+    mb.offerPriority('q1');
+    expect(throwCode(() => mb.offerPriority('q2'))).toBe(ErrorCode.MailboxFull);
+    expect(await mb.take()).toBe('q1');
+    mb.offerPriority('q3');
+    expect(await mb.take()).toBe('q3');
+    // No lane at all by default: every priority message is refused.
+    expect(throwCode(() => new Mailbox<string>(1).offerPriority('q'))).toBe(ErrorCode.MailboxFull);
+  });
+
+  it('wakes a waiting consumer, drains on close, and clear drops both lanes', async () => {
+    const mb = new Mailbox<string>(2, 2);
+    const waiting = mb.take();
+    mb.offerPriority('q');
+    expect(await waiting).toBe('q');
+    mb.offerPriority('p');
+    mb.close();
+    expect(throwCode(() => mb.offerPriority('late'))).toBe(ErrorCode.MailboxClosed);
+    expect(await mb.take()).toBe('p');
+    expect(await mb.take()).toBeUndefined();
+    const other = new Mailbox<string>(2, 2);
+    await other.put('a');
+    other.offerPriority('q');
+    expect(other.clear()).toEqual(['q', 'a']);
+    expect(other.prioritySize).toBe(0);
+  });
+});

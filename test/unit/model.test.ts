@@ -1,4 +1,4 @@
-import { encode } from '@msgpack/msgpack';
+import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
 import { BATCH_VERSION, batchMsgId, decodeBatch, encodeBatch } from '../../src/model/batch-codec.ts';

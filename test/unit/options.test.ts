@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ShardActor } from '../../src/actors/shard-actor.ts';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
-import { compileOptions, DEFAULTS, ENV_VARS, optionsFromEnv } from '../../src/options.ts';
+import { compileOptions, DEFAULTS, ENV_VARS, OPTIONS, optionsFromEnv, type OptionSpec } from '../../src/options.ts';
 
 /** The AdaggError a compile throws (its code, option and message), or a marker if it did not throw. */
 function failure(input: Record<string, unknown>): { code: string; option: unknown; message: string } {
@@ -197,5 +197,69 @@ describe('workers (ADAGG_WORKERS)', () => {
 
   it.each([['-1'], ['257'], ['two'], ['1.5']])('refuses %s naming the option', (v) => {
     expect(failure(optionsFromEnv({ ADAGG_WORKERS: v }))).toMatchObject({ code: ErrorCode.BadOption, option: 'workers' });
+  });
+});
+
+describe('the options table (OPTIONS) drives types, defaults, env names and checks', () => {
+  const table = Object.entries(OPTIONS) as Array<[string, OptionSpec]>;
+
+  it('gives every option its own environment variable', () => {
+    const names = table.map(([, spec]) => spec.env);
+    expect(new Set(names).size).toBe(names.length);
+    expect(Object.keys(ENV_VARS).sort()).toEqual([...names].sort());
+    for (const [key, spec] of table) expect(ENV_VARS[spec.env]).toBe(key);
+  });
+
+  it('every default passes its own checks, and DEFAULTS holds exactly the options with one', () => {
+    expect(() => compileOptions()).not.toThrow();
+    expect(Object.keys(DEFAULTS).sort()).toEqual(table.filter(([, s]) => s.kind !== 'url').map(([k]) => k).sort());
+    expect(Object.isFrozen(DEFAULTS)).toBe(true);
+    expect(Object.isFrozen(DEFAULTS.dimensions)).toBe(true);
+    // Compiled lists are copies: changing one never changes DEFAULTS or the next compile.
+    const o = compileOptions();
+    o.dimensions.push('device');
+    expect(compileOptions().dimensions).toEqual(['country']);
+  });
+
+  it.each(table.filter(([, s]) => s.kind === 'int'))('%s: below its minimum and above its maximum is refused by name', (key, spec) => {
+    if (spec.kind !== 'int') throw new Error('int options only');
+    expect(failure({ [key]: spec.min - 1 })).toMatchObject({ code: ErrorCode.BadOption, option: key });
+    // The bounds themselves pass their range check (a rule between options may still refuse them).
+    const rangeError = /must be (>|<|in |a TCP)/;
+    expect(failure({ [key]: String(spec.min) }).message).not.toMatch(rangeError);
+    if (spec.max !== undefined) {
+      expect(failure({ [key]: spec.max + 1 })).toMatchObject({ code: ErrorCode.BadOption, option: key });
+      expect(failure({ [key]: spec.max }).message).not.toMatch(rangeError);
+    }
+  });
+
+  it('keeps the error messages of each check', () => {
+    expect(failure({ shards: 0 }).message).toBe('option shards: must be > 0');
+    expect(failure({ shards: 1025 }).message).toBe('option shards: must be <= 1024');
+    expect(failure({ joinGraceMs: -1 }).message).toBe('option joinGraceMs: must be >= 0');
+    expect(failure({ workers: 257 }).message).toBe('option workers: must be in 0..256');
+    expect(failure({ httpPort: -1 }).message).toBe('option httpPort: must be a TCP port');
+    expect(failure({ hotSharePct: 101 }).message).toBe('option hotSharePct: must be <= 100');
+    expect(failure({ shards: 'x' }).message).toBe('option shards: must be an integer, got "x"');
+    expect(failure({ prefix: 'a.b' }).message).toBe('option prefix: must match [A-Za-z][A-Za-z0-9_]{0,31}');
+    expect(failure({ httpHost: '' }).message).toBe('option httpHost: must be a non-empty string');
+    expect(failure({ natsUrl: 3 }).message).toBe('option natsUrl: must be a non-empty URL string');
+    expect(failure({ dimensions: {} }).message).toBe('option dimensions: must be a comma-separated list');
+    expect(failure({ dimensions: 'a,a' }).message).toBe('option dimensions: lists a dimension twice');
+    expect(failure({ cubes: 'a+b,a+b' }).message).toBe('option cubes: lists a cube twice');
+    expect(failure({ cubes: 'country' }).message).toBe('option cubes: bad cube "country" (expected names joined by +, e.g. country+device)');
+    expect(failure({ cubes: 'a+a' }).option).toBe('cubes');
+    expect(compileOptions({ cubes: 'country+device' }).cubes).toEqual(['country+device']);
+  });
+
+  it('checks the rules between options', () => {
+    expect(failure({ heartbeatIntervalMs: 5000 }).message).toBe('option nodeTimeoutMs: must be longer than heartbeatIntervalMs');
+    expect(failure({ coolRatePerSec: 20_000 }).message).toBe('option coolRatePerSec: must be below hotRatePerSec');
+    expect(failure({ coolSharePct: 50 }).message).toBe('option coolSharePct: must be below hotSharePct');
+    expect(compileOptions({ heartbeatIntervalMs: 4999, coolRatePerSec: 19_999, coolSharePct: 49 }).nodeTimeoutMs).toBe(5000);
+  });
+
+  it('reports a malformed value before another option out of range', () => {
+    expect(failure({ shards: 0, maxLines: 'lots' }).option).toBe('maxLines');
   });
 });

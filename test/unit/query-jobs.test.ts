@@ -2,7 +2,7 @@ import { ErrorCode } from '../../src/errors.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { toHttpError } from '../../src/gateway/error-status.ts';
+import { adaggHttp } from '../../src/gateway/http-plugin.ts';
 import { queryJobRoutes } from '../../src/gateway/routes/query-jobs.ts';
 import { shardActors } from '../../src/actors/index.ts';
 import { AdaggError } from '../../src/errors.ts';
@@ -316,12 +316,7 @@ describe('queryJobRoutes', () => {
     const jobs = new QueryJobs(nc, topology('t'), { ...OPTS, maxJobs: 1 }, { actors: shardActors, clock: new ManualClock(T0 + 3600_000), scan: s.scan });
     const app = Fastify();
     // As in src/gateway/server.ts: bodies arrive as strings, errors leave as {code, error}.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    app.setErrorHandler((err, _req, reply) => {
-      const e = toHttpError(err);
-      void reply.code(e.status).send({ code: e.code, error: e.error });
-    });
+    await app.register(adaggHttp);
     queryJobRoutes(app, jobs);
     const body = JSON.stringify({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } });
     const posted = await app.inject({ method: 'POST', url: '/v1/queries', headers: { 'content-type': 'application/json' }, body });

@@ -1,9 +1,11 @@
-import { encode } from '@msgpack/msgpack';
+import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
-import { ShardActor, type BatchResult, type ShardActorConfig } from '../../src/actors/shard-actor.ts';
+import { ShardActor } from '../../src/actors/shard-actor.ts';
 import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
+import type { BatchResult } from '../../src/model/apply-results.ts';
 import type { Click } from '../../src/model/click.ts';
+import type { ShardActorConfig } from '../../src/model/shard-config.ts';
 import { MINUTE_MS, minuteOf } from '../../src/model/time.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import type { CountWrite, ShardCommit } from '../../src/runtime/shard-store.ts';

@@ -1,13 +1,15 @@
 import { AdaggError, ErrorCode } from '../../errors.ts';
-import type { BatchResult } from '../shard-actor.ts';
-import type { ClickDedup } from './click-dedup.ts';
 import { decodeBatch, encodeBatch } from '../../model/batch-codec.ts';
 import type { Click } from '../../model/click.ts';
-import { childOf, ID_BYTES, type HotControl, type ReportRow } from '../../model/hot-messages.ts';
+import { childOf, type HotControl } from '../../model/hot-messages.ts';
+import type { HotForward, HotSeenReply, HotSplitStatus, RetiredSplit, SplitView } from '../../model/hot-report.ts';
 import type { StateOp, StateReader } from '../../model/shard-state.ts';
+import type { ClickDedup } from './click-dedup.ts';
+import { absPart, bufferPart, fieldKey, frame, unframe, type ReportDelta, type SplitRecord } from './hot-parts.ts';
 
 /**
- * Hot-ad splitting, the state a shard actor keeps for it (the handlers live in shard-actor.ts).
+ * Hot-ad splitting, the state a shard actor keeps for it (the handlers live in hot-handlers.ts; the
+ * views the runtime sees and the report codec in model/hot-report.ts).
  *
  * Parent side (an ordinary shard), per split ad:
  * - `split` at stream sequence S (= the split's `gen`): the ad's clicks that still arrive on the
@@ -27,118 +29,40 @@ import type { StateOp, StateReader } from '../../model/shard-state.ts';
  * the parent (whose table then holds the child's ids).
  */
 
-export interface SplitRecord {
-  ad: string;
-  /** The parent stream sequence of the split message. */
-  gen: number;
-  children: number;
-  state: 'split' | 'draining';
-  /** The parent's closedThrough when it applied the split: the cap never goes below it. */
-  closedAtSplit: number;
-  /**
-   * The parent's highest counted event time when it applied the split: every click it counted
-   * before the split has ts <= this, so children only ask about clicks at or below it.
-   */
-  maxTsAtSplit: number;
-  /** Per child: the closedThrough of its last report (-1: none yet; Infinity: final). */
-  childClosed: number[];
-  /** Per child: indexes of final-report parts applied, and how many there are (0: none seen). */
-  finalParts: Array<{ parts: number; got: number[] }>;
-  /** Last absolute value per `k|minute|dim|value`. */
-  lastAbs: Map<string, number>;
-  /** Draining: the ad's clicks that arrived on the parent after U, counted once every child is final. */
-  buffer: Click[];
-  /** Persistence: lastAbs keys set / removed, and buffered clicks, since the last commit. */
-  changedAbs: Set<string>;
-  removedAbs: Set<string>;
-  bufferNew: Click[];
-}
-
-/** What applying a control message did; the host acts on it (routes, units, markers, reports). */
-export interface ControlResult {
-  skipped: boolean;
-  /** The hot state changed in a way the host must act on. */
-  changed: boolean;
-  /** A split ended: its buffered clicks were counted (dead letters for the too-old ones). */
-  batch?: BatchResult;
-  /** Report: clicks the delta added to the parent's counts (for the hot-ad detector). */
-  reported?: { ad: string; clicks: number };
-}
-
-/** A split as the parent sees it (status, `adagg split --wait`, tests). childClosed -2: final. */
-export interface HotSplitStatus {
-  ad: string;
-  gen: number;
-  children: number;
-  state: 'split' | 'draining';
-  childClosed: number[];
-  buffered: number;
-}
-
-/** A completed split whose side effects (routes, placement units) the host still has to remove. */
-export interface RetiredSplit {
-  ad: string;
-  gen: number;
-  children: number;
-}
-
-/** Where the parent sends clicks of a split ad instead of counting them. */
-export type HotForward =
-  | { to: 'child'; ad: string; gen: number; k: number; clicks: Click[] }
-  | { to: 'parent'; clicks: Click[] };
-
-/** A delta the parent adds to one field of one minute from a child's report. */
-export interface ReportDelta {
-  minute: number;
-  dim: string | null;
-  value: string | null;
-  delta: number;
-}
-
-/** Identity of a child actor (config). */
-export interface HotChildSpec {
-  parent: number;
-  ad: string;
-  gen: number;
-  k: number;
-}
-
-const key = (k: number, minute: number, dim: string | null, value: string | null): string =>
-  `${k}\u0000${minute}\u0000${dim ?? ''}\u0000${value ?? ''}`;
-
-const absPart = (gen: number): string => `ha${gen}`;
-const bufferPart = (gen: number): string => `hb${gen}`;
-
-/** A length-prefixed chunk of a log part (u32 little-endian length, then the bytes). */
-function frame(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + bytes.byteLength);
-  new DataView(out.buffer).setUint32(0, bytes.byteLength, true);
-  out.set(bytes, 4);
-  return out;
-}
-
-function unframe(log: Uint8Array): Click[] {
-  const out: Click[] = [];
-  const dv = new DataView(log.buffer, log.byteOffset, log.byteLength);
-  for (let o = 0; o < log.byteLength; ) {
-    if (o + 4 > log.byteLength) throw new Error('truncated frame');
-    const n = dv.getUint32(o, true);
-    if (o + 4 + n > log.byteLength) throw new Error('truncated frame');
-    for (const c of decodeBatch(log.subarray(o + 4, o + 4 + n))) out.push(c);
-    o += 4 + n;
-  }
-  return out;
-}
-
 export class HotState {
-  readonly splits = new Map<string, SplitRecord>();
-  retired: RetiredSplit[] = [];
+  private readonly splits = new Map<string, SplitRecord>();
+  private retiredSplits: RetiredSplit[] = [];
   /** Splits retired since the last commit: their parts are deleted by it. */
   private retiredGens: number[] = [];
   /** Child only: the end marker was applied. */
-  childEnded = false;
-  /** Bumped by every change the host must act on (routes, units, end markers). */
-  version = 0;
+  private ended = false;
+
+  /** Child only: its end marker was applied (every later click goes back to the parent). */
+  get childEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Child only: applies its end marker; false when it was applied before. */
+  endChild(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    return true;
+  }
+
+  /** The splits as the runtime's hooks see them (copies). */
+  views(): SplitView[] {
+    return [...this.splits.values()].map((r) => ({ ad: r.ad, gen: r.gen, children: r.children, state: r.state }));
+  }
+
+  /** Retired splits whose routes and units the host has not removed yet (a copy). */
+  retired(): RetiredSplit[] {
+    return [...this.retiredSplits];
+  }
+
+  /** The clicks a draining split buffers (a copy; diagnostics and tests). */
+  buffered(ad: string): Click[] {
+    return [...(this.splits.get(ad)?.buffer ?? [])];
+  }
 
   /** Whether any ad's clicks are diverted (fast check per batch). */
   get diverting(): boolean {
@@ -150,7 +74,7 @@ export class HotState {
   }
 
   isEmpty(): boolean {
-    return this.splits.size === 0 && this.retired.length === 0 && !this.childEnded;
+    return this.splits.size === 0 && this.retiredSplits.length === 0 && !this.ended;
   }
 
   /** The highest minute the parent may close: the slowest child's, never below what was closed at the split. */
@@ -164,8 +88,8 @@ export class HotState {
     return cap;
   }
 
-  /** See ShardActor.hotSeen. */
-  seen(ad: string, gen: number, hashes: readonly number[], dedup: ClickDedup): { seen: boolean[]; maxTs: number } | null {
+  /** See ShardQueries.hotSeen (runtime/shard-behaviour.ts). */
+  seen(ad: string, gen: number, hashes: readonly number[], dedup: ClickDedup): HotSeenReply | null {
     const rec = this.splits.get(ad);
     if (rec?.gen !== gen) return null;
     const seen: boolean[] = new Array(hashes.length >> 1);
@@ -202,7 +126,6 @@ export class HotState {
       removedAbs: new Set(),
       bufferNew: [],
     });
-    this.version++;
     return true;
   }
 
@@ -210,7 +133,6 @@ export class HotState {
     const r = this.splits.get(ad);
     if (!r || r.state !== 'split') return undefined;
     r.state = 'draining';
-    this.version++;
     return r;
   }
 
@@ -247,7 +169,7 @@ export class HotState {
     const out: ReportDelta[] = [];
     const seen = new Set<string>();
     for (const [minute, dim, value, n] of rep.rows) {
-      const kk = key(rep.k, minute, dim, value);
+      const kk = fieldKey(rep.k, minute, dim, value);
       if (seen.has(kk)) continue;
       seen.add(kk);
       const delta = n - (rec.lastAbs.get(kk) ?? 0);
@@ -262,7 +184,7 @@ export class HotState {
    */
   acceptReport(rec: SplitRecord, rep: Extract<HotControl, { kind: 'report' }>): { ids: Uint8Array | undefined; complete: boolean } {
     for (const [minute, dim, value, n] of rep.rows) {
-      const kk = key(rep.k, minute, dim, value);
+      const kk = fieldKey(rep.k, minute, dim, value);
       if (rec.lastAbs.get(kk) === n) continue;
       rec.lastAbs.set(kk, n);
       rec.changedAbs.add(kk);
@@ -284,14 +206,13 @@ export class HotState {
   retire(rec: SplitRecord): Click[] {
     this.splits.delete(rec.ad);
     this.retiredGens.push(rec.gen);
-    this.retired.push({ ad: rec.ad, gen: rec.gen, children: rec.children });
-    this.version++;
+    this.retiredSplits.push({ ad: rec.ad, gen: rec.gen, children: rec.children });
     return rec.buffer;
   }
 
   /** The host removed a retired split's routes and units. */
   dropRetired(ad: string, gen: number): void {
-    this.retired = this.retired.filter((r) => r.ad !== ad || r.gen !== gen);
+    this.retiredSplits = this.retiredSplits.filter((r) => r.ad !== ad || r.gen !== gen);
   }
 
   /** Forgets report values of minutes no child can change any more (behind the horizon). */
@@ -352,7 +273,7 @@ export class HotState {
       r.finalParts.map((f) => [f.parts, f.got]),
       r.maxTsAtSplit,
     ]);
-    return [splits, this.retired.map((r) => [r.ad, r.gen, r.children]), this.childEnded ? 1 : 0];
+    return [splits, this.retiredSplits.map((r) => [r.ad, r.gen, r.children]), this.ended ? 1 : 0];
   }
 
   /** Inverse of encodeHead, reading each split's parts. */
@@ -362,8 +283,8 @@ export class HotState {
     try {
       const [s, retired, ended] = doc as [unknown[][], Array<[string, number, number]>, number];
       splits = s;
-      h.retired = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
-      h.childEnded = ended === 1;
+      h.retiredSplits = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
+      h.ended = ended === 1;
     } catch (err) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, 'state head: hot-split state is malformed', { cause: err });
     }
@@ -409,7 +330,7 @@ export class HotState {
         ];
         const lastAbs = new Map<string, number>();
         for (let i = 0; i + 4 < abs.length; i += 5) {
-          lastAbs.set(key(abs[i] as number, abs[i + 1] as number, abs[i + 2] as string | null, abs[i + 3] as string | null), abs[i + 4] as number);
+          lastAbs.set(fieldKey(abs[i] as number, abs[i + 1] as number, abs[i + 2] as string | null, abs[i + 3] as string | null), abs[i + 4] as number);
         }
         if (typeof ad !== 'string' || childClosed.length !== children || finalParts.length !== children) throw new Error('split record');
         h.splits.set(ad, {
@@ -428,36 +349,12 @@ export class HotState {
           bufferNew: [],
         });
       }
-      h.retired = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
-      h.childEnded = ended === 1;
+      h.retiredSplits = retired.map(([ad, gen, children]) => ({ ad, gen, children }));
+      h.ended = ended === 1;
     } catch (err) {
       throw new AdaggError(ErrorCode.SnapshotCorrupt, 'snapshot hot-split state is malformed', { cause: err });
     }
     h.markAllChanged();
     return h;
   }
-}
-
-/** Rows of a child's report: every field of its one ad in the given minute counts. */
-export function reportRows(
-  adId: string,
-  minutes: Iterable<{ minute: number; dim: string | null; value: string | null; counts: ReadonlyArray<string | number> }>,
-): ReportRow[] {
-  const rows: ReportRow[] = [];
-  for (const w of minutes) {
-    for (let i = 0; i + 1 < w.counts.length; i += 2) {
-      if (w.counts[i] === adId) rows.push([w.minute, w.dim, w.value, w.counts[i + 1] as number]);
-    }
-  }
-  return rows;
-}
-
-/** Splits a ClickDedup.toBytes() image into entry chunks for final reports (at least one, maybe empty). */
-export function idChunks(dedupBytes: Uint8Array, perPart: number): Uint8Array[] {
-  const body = dedupBytes.subarray(4);
-  const step = perPart * ID_BYTES;
-  const out: Uint8Array[] = [];
-  for (let o = 0; o < body.byteLength; o += step) out.push(body.slice(o, Math.min(body.byteLength, o + step)));
-  if (out.length === 0) out.push(new Uint8Array(0));
-  return out;
 }

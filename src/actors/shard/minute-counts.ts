@@ -2,8 +2,6 @@ import type { Click } from '../../model/click.ts';
 import { dimensionValue } from '../../model/click.ts';
 import type { CountWrite, FlatCounts } from '../../model/shard-state.ts';
 
-export type { FlatCounts };
-
 type ByAd = Map<string, number>;
 
 /** The counts of one dimension value, and (tracked windows) the ads whose count changed. */

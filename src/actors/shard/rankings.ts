@@ -1,8 +1,10 @@
 import type { Click } from '../../model/click.ts';
 import { dimensionValue } from '../../model/click.ts';
-import { parseSpecKey, specKey, type RankSpec } from '../../model/rank-spec.ts';
+import { specKey, type RankSpec } from '../../model/rank-spec.ts';
+import type { RankingState, RankingUpdate } from '../../model/rankings.ts';
+import type { FlatCounts } from '../../model/shard-state.ts';
 import { topN, type Ranked } from '../../model/top-n.ts';
-import { flatten, MinuteCounts, type FlatCounts } from './minute-counts.ts';
+import { flatten, MinuteCounts } from './minute-counts.ts';
 import { WindowSums } from './window-sums.ts';
 
 /**
@@ -19,17 +21,6 @@ import { WindowSums } from './window-sums.ts';
  * Both windows' sums are kept incrementally (window-sums.ts): a minute close moves them by one
  * minute, a late click changes one ad's sum; nothing re-adds a whole window per click.
  */
-
-export { parseSpecKey, specKey, type RankSpec };
-
-export type RankingUpdate =
-  | { k: 'final'; spec: string; end: number; list: FlatCounts }
-  | { k: 'prov'; spec: string; end: number; rev: number; full: boolean; changed: FlatCounts; removed: string[] };
-
-export interface RankingState {
-  finals: Array<{ spec: string; end: number; list: FlatCounts }>;
-  provs: Array<{ spec: string; end: number; rev: number; list: FlatCounts }>;
-}
 
 const FINAL_HISTORY = 3;
 

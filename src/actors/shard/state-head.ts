@@ -1,4 +1,4 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { decode, encode } from '../../model/msgpack.ts';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import type { UnitId } from '../../model/shard-state.ts';
 

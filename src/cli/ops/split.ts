@@ -55,7 +55,7 @@ async function splitState(ctx: SplitContext, shard: number, ad: string): Promise
 
 /**
  * Publishes a split (or unsplit) control message into the ad's shard subject: the shard applies it
- * at that stream position (see README, "Hot ads"). Nothing is published if the ad already is in
+ * at that stream position (see docs/hot-ads.md). Nothing is published if the ad already is in
  * the asked state; with `wait` it returns once the shard applied it (unsplit: once the children
  * sent their final reports).
  */

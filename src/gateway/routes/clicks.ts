@@ -1,14 +1,72 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifySchema } from 'fastify';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import { parseBody } from '../../ingest/body.ts';
 import type { ClickIngest } from '../../ingest/click-ingest.ts';
+import { errorResponses, errorBodySchema } from '../openapi.ts';
+
+const rejected = {
+  type: 'array',
+  description: 'each refused line: line is 1-based (NDJSON line, blank lines counted; JSON array index + 1)',
+  items: {
+    type: 'object',
+    properties: {
+      line: { type: 'integer' },
+      code: { type: 'string', enum: ['invalid_json', 'missing_field', 'invalid_field', 'invalid_ip', 'invalid_ts', 'too_old', 'in_future'] },
+      error: { type: 'string' },
+    },
+  },
+};
+
+/** A click, for the documentation: the body is checked line by line by adagg, not by a schema. */
+const click = {
+  type: 'object',
+  required: ['click_id', 'ad_id', 'ts'],
+  properties: {
+    click_id: { type: 'string', description: '1-128 chars; the dedupe key' },
+    ad_id: { type: 'string', description: '[A-Za-z0-9_.:-]{1,128}' },
+    ts: { description: 'epoch milliseconds (number or digits) or ISO-8601 (no zone = UTC); whole, non-negative' },
+    user_id: { type: 'string', description: '1-256 chars' },
+    ip: { type: 'string', description: 'an IPv4 or IPv6 address' },
+    country: { type: 'string', description: '2-3 letters, upper-cased' },
+  },
+  additionalProperties: { type: 'string', description: 'kept as an attribute (e.g. device)' },
+};
+
+/** The route's schema: documentation only (see `openapiBody`); the body is checked line by line. */
+function clickSchema(maxLines: number): FastifySchema {
+  return {
+    summary: 'Ingest clicks',
+    description:
+      'NDJSON (application/x-ndjson, one click per line; also text/plain or no content type) or JSON (application/json: an array of clicks or one click). Good lines beside bad ones are always accepted; the reply comes after JetStream acknowledged every accepted click. A retried request never double counts.',
+    tags: ['ingest'],
+    // Documentation only (/openapi.json), never validated: adagg checks every line itself, each
+    // bad one getting its own code in `rejected`.
+    openapiBody: {
+      content: {
+        'application/x-ndjson': { schema: { description: `up to ${maxLines} clicks, one JSON object per line`, examples: ['{"click_id":"c1","ad_id":"ad001","ts":1763782560000}'] } },
+        'application/json': { schema: { description: `an array of up to ${maxLines} clicks, or one click`, anyOf: [click, { type: 'array', items: click }] } },
+      },
+    },
+    response: {
+      200: {
+        description: 'the accepted count and every rejected line',
+        type: 'object',
+        properties: { accepted: { type: 'integer' }, rejected },
+      },
+      ...errorResponses([ErrorCode.NoValidClicks, ErrorCode.BodyTooLarge, ErrorCode.TooManyLines, ErrorCode.UnsupportedMediaType, ErrorCode.PublishFailed], {
+        ...errorBodySchema,
+        properties: { ...errorBodySchema.properties, accepted: { type: 'integer', description: `${ErrorCode.NoValidClicks} only` }, rejected },
+      }),
+    },
+  };
+}
 
 /**
  * POST /v1/clicks: NDJSON or a JSON array. Replies after JetStream acknowledged the accepted clicks
  * with `{accepted, rejected: [{line, code, error}]}`; 400 when nothing in the body is usable.
  */
 export function clickRoutes(app: FastifyInstance, ingest: ClickIngest, maxLines: number): void {
-  app.post('/v1/clicks', async (req, reply) => {
+  app.post('/v1/clicks', { schema: clickSchema(maxLines) }, async (req, reply) => {
     const body = typeof req.body === 'string' ? req.body : '';
     const items = parseBody(body, req.headers['content-type'], maxLines);
     if (items.length === 0) throw new AdaggError(ErrorCode.NoValidClicks, 'body holds no clicks');

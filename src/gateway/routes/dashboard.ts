@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ErrorCode } from '../../errors.ts';
+import { errorResponses } from '../openapi.ts';
 
 /** The dashboard's files (plain browser ES modules, no build step), next to this folder. */
 const STATIC_DIR = path.join(import.meta.dirname, '..', 'static');
@@ -33,7 +35,7 @@ export function dashboardRoutes(app: FastifyInstance): void {
   const send = async (reply: FastifyReply, name: string): Promise<FastifyReply> => {
     const type = FILES.get(name);
     if (type === undefined) {
-      return reply.code(404).send({ code: 'ADAGG_E_NOT_FOUND', error: `no static file ${JSON.stringify(name).slice(0, 80)}` });
+      return reply.code(404).send({ code: ErrorCode.NotFound, error: `no static file ${JSON.stringify(name).slice(0, 80)}` });
     }
     // Read on every request (files are tiny): an edited file shows on reload, nothing goes stale.
     const body = await readFile(path.join(STATIC_DIR, name));
@@ -46,6 +48,18 @@ export function dashboardRoutes(app: FastifyInstance): void {
       .send(body);
   };
 
-  app.get('/', async (_req, reply) => send(reply, 'index.html'));
-  app.get<{ Params: { file: string } }>('/static/:file', async (req, reply) => send(reply, req.params.file));
+  const page = { 200: { description: 'the file', type: 'string' } };
+  app.get('/', { schema: { summary: 'The live dashboard page', tags: ['dashboard'], produces: ['text/html'], response: page } }, async (_req, reply) => send(reply, 'index.html'));
+  app.get<{ Params: { file: string } }>(
+    '/static/:file',
+    {
+      schema: {
+        summary: "The dashboard's files",
+        tags: ['dashboard'],
+        params: { type: 'object', required: ['file'], properties: { file: { type: 'string', description: [...FILES.keys()].join(', ') } } },
+        response: { ...page, ...errorResponses([ErrorCode.NotFound]) },
+      },
+    },
+    async (req, reply) => send(reply, req.params.file),
+  );
 }

@@ -1,27 +1,65 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { isoOf } from '../../model/time.ts';
+import { errorResponses } from '../openapi.ts';
 import type { QueryService } from '../query-service.ts';
 
 export interface Readiness {
   (): Promise<Record<string, boolean>>;
 }
 
+const readiness = {
+  type: 'object',
+  properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'boolean' } } },
+};
+
+/** Route schemas: documentation in /openapi.json (none of these routes takes parameters). */
+const SCHEMAS = {
+  healthz: {
+    summary: 'The process is up',
+    tags: ['ops'],
+    response: { 200: { description: '{"status":"ok"}', type: 'object', properties: { status: { type: 'string' } } } },
+  },
+  readyz: {
+    summary: 'NATS and Redis are connected',
+    tags: ['ops'],
+    response: { 200: { description: 'ready', ...readiness }, 503: { description: 'not_ready, with the failing checks', ...readiness } },
+  },
+  metrics: {
+    summary: 'Prometheus metrics',
+    tags: ['ops'],
+    produces: ['text/plain'],
+    response: { 200: { description: 'Prometheus text format', type: 'string' } },
+  },
+  status: {
+    summary: 'Per-shard state, owner, watermark and lag',
+    tags: ['ops'],
+    response: {
+      200: {
+        description: 'one entry per shard: shard, state, node, epoch, watermark, watermark_delay_ms, last_seq, committed_seq, lag, open_minutes, tracked_ids',
+        type: 'object',
+        properties: { shards: { type: 'array', items: { type: 'object', additionalProperties: true } } },
+      },
+      ...errorResponses([]),
+    },
+  },
+};
+
 /** Health, readiness, Prometheus metrics and per-shard status. */
 export function opsRoutes(app: FastifyInstance, queries: QueryService, registry: Registry, ready: Readiness, shards: number): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { schema: SCHEMAS.healthz }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/readyz', { schema: SCHEMAS.readyz }, async (_req, reply) => {
     const checks = await ready();
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', checks });
   });
 
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/metrics', { schema: SCHEMAS.metrics }, async (_req, reply) => {
     return reply.type(registry.contentType).send(await registry.metrics());
   });
 
-  app.get('/v1/status', async () => {
+  app.get('/v1/status', { schema: SCHEMAS.status }, async () => {
     const now = Date.now();
     const metas = new Map((await queries.shardMetas()).map((m) => [m.shard, m]));
     const live = await Promise.all([...Array(shards).keys()].map((s) => queries.shardStatus(s)));

@@ -1,12 +1,13 @@
-import type { BatchResult, ShardActor, ShardActorPorts } from '../../actors/shard-actor.ts';
-import { idChunks, reportRows } from '../../actors/shard/hot-split.ts';
 import { AdaggError, ErrorCode } from '../../errors.ts';
+import type { BatchResult } from '../../model/apply-results.ts';
 import { encodeBatch } from '../../model/batch-codec.ts';
 import { decodeControl, encodeControl, IDS_PER_PART } from '../../model/hot-messages.ts';
+import { idChunks, reportRows, type HotSeenReply } from '../../model/hot-report.ts';
+import type { ShardCommit } from '../../model/shard-state.ts';
 import type { UnitEntry } from '../placement/types.ts';
-import type { ShardReply } from '../query-protocol.ts';
+import type { ShardReply, ShardRequest } from '../query-protocol.ts';
+import type { ShardActorPorts, ShardBehaviour } from '../shard-behaviour.ts';
 import type { ShardHostHotHooks } from '../shard-host.ts';
-import type { ShardCommit } from '../shard-store.ts';
 import { publishOnce, type HotRuntime } from './hot-runtime.ts';
 
 /**
@@ -66,13 +67,13 @@ export class HotChildHooks implements ShardHostHotHooks {
     return out;
   }
 
-  private async askParent(hashes: readonly number[]): Promise<{ seen: boolean[]; maxTs: number }> {
-    const req = JSON.stringify({ op: 'hot-seen', ad: this.unit.ad, gen: this.unit.gen, hashes });
+  private async askParent(hashes: number[]): Promise<HotSeenReply> {
+    const req = JSON.stringify({ op: 'hot-seen', ad: this.unit.ad, gen: this.unit.gen, hashes } satisfies ShardRequest);
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new AdaggError(ErrorCode.ShardUnavailable, `hot child ${this.unit.unit} stopped while asking its parent`);
       try {
         const msg = await this.rt.nc.request(this.rt.topo.querySubject(this.unit.parent), req, { timeout: this.askTimeoutMs });
-        const reply = JSON.parse(msg.string()) as ShardReply<{ seen: boolean[]; maxTs: number } | null>;
+        const reply = JSON.parse(msg.string()) as ShardReply<HotSeenReply | null>;
         if (reply.ok && reply.result) return reply.result;
       } catch {
         // no parent owner right now (restarting, moving): ask again
@@ -81,18 +82,18 @@ export class HotChildHooks implements ShardHostHotHooks {
     }
   }
 
-  async restored(actor: ShardActor): Promise<void> {
+  async restored(actor: ShardBehaviour): Promise<void> {
     // A committed end was reported before that commit; a committed state was reported likewise.
-    this.finalSent = actor.hot.childEnded;
+    this.finalSent = actor.childEnded;
     this.reportedClosed = actor.closedThrough;
   }
 
-  async control(actor: ShardActor, seq: number, data: Uint8Array): Promise<{ commitNow: boolean }> {
+  async control(actor: ShardBehaviour, seq: number, data: Uint8Array): Promise<{ commitNow: boolean }> {
     const r = await actor.applyControl(seq, decodeControl(data));
     return { commitNow: r.changed };
   }
 
-  async afterBatch(_actor: ShardActor, seq: number, _clicks: unknown, res: BatchResult): Promise<void> {
+  async afterBatch(_actor: ShardBehaviour, seq: number, _clicks: unknown, res: BatchResult): Promise<void> {
     const back = res.forward?.find((f) => f.to === 'parent');
     if (back) await publishOnce(this.rt.js, this.parentSubject, encodeBatch(back.clicks), `back-${this.unit.unit}-${seq}`);
     if (res.tooOld.length > 0) {
@@ -105,11 +106,11 @@ export class HotChildHooks implements ShardHostHotHooks {
     }
   }
 
-  async beforeCommit(actor: ShardActor, c: ShardCommit): Promise<void> {
+  async beforeCommit(actor: ShardBehaviour, c: ShardCommit): Promise<void> {
     if (this.finalSent) return;
     const { ad, gen, k } = this.unit;
     const rows = reportRows(ad, [...c.writes, ...actor.openWrites()]);
-    if (!actor.hot.childEnded) {
+    if (!actor.childEnded) {
       const msg = encodeControl({ kind: 'report', ad, gen, k, closedThrough: c.closedThrough, final: false, part: 0, parts: 1, rows });
       await publishOnce(this.rt.js, this.parentSubject, msg, `rep-${this.unit.unit}-${c.seq}-${c.closedThrough}`);
       this.reportedClosed = Math.max(this.reportedClosed, c.closedThrough);
@@ -124,7 +125,7 @@ export class HotChildHooks implements ShardHostHotHooks {
     this.rt.log.info({ unit: this.unit.unit, ad, gen, k, parts: chunks.length }, 'hot child sent its final report');
   }
 
-  async tick(actor: ShardActor, pending: number): Promise<boolean> {
+  async tick(actor: ShardBehaviour, pending: number): Promise<boolean> {
     this.rt.events.emit('hotChild', { unit: this.unit.unit, ad: this.unit.ad, k: this.unit.k, lag: pending, closedThrough: actor.closedThrough });
     // Minutes closed with nothing to write still have to reach the parent (its closing waits on them).
     return !this.finalSent && actor.closedThrough > this.reportedClosed;

@@ -1,8 +1,9 @@
-import type { BatchResult, ShardActor } from '../../actors/shard-actor.ts';
-import type { SplitRecord } from '../../actors/shard/hot-split.ts';
+import type { BatchResult } from '../../model/apply-results.ts';
 import { encodeBatch } from '../../model/batch-codec.ts';
 import type { Click } from '../../model/click.ts';
 import { adKey, childUnit, decodeControl, encodeControl } from '../../model/hot-messages.ts';
+import type { SplitView } from '../../model/hot-report.ts';
+import type { ShardBehaviour } from '../shard-behaviour.ts';
 import type { ShardHostHotHooks } from '../shard-host.ts';
 import { errMeta } from '../supervisor.ts';
 import { HotDetector } from './hot-detector.ts';
@@ -24,7 +25,7 @@ const EVALUATE_EVERY_MS = 1000;
  */
 export class HotParentHooks implements ShardHostHotHooks {
   /** Split state whose side effects are done, per `ad/gen`. */
-  private readonly applied = new Map<string, SplitRecord['state']>();
+  private readonly applied = new Map<string, SplitView['state']>();
   private readonly retiredSeen = new Map<string, number>();
   private readonly detector: HotDetector | undefined;
   private lastEvaluation = 0;
@@ -36,12 +37,12 @@ export class HotParentHooks implements ShardHostHotHooks {
     this.detector = rt.opts.autoChildren > 0 && rt.placement ? new HotDetector(rt.opts) : undefined;
   }
 
-  async restored(actor: ShardActor): Promise<void> {
+  async restored(actor: ShardBehaviour): Promise<void> {
     this.applied.clear();
     await this.sync(actor);
   }
 
-  async control(actor: ShardActor, seq: number, data: Uint8Array): Promise<{ commitNow: boolean }> {
+  async control(actor: ShardBehaviour, seq: number, data: Uint8Array): Promise<{ commitNow: boolean }> {
     const msg = decodeControl(data);
     const r = await actor.applyControl(seq, msg);
     if (r.skipped) return { commitNow: false };
@@ -55,7 +56,7 @@ export class HotParentHooks implements ShardHostHotHooks {
     return { commitNow: r.changed };
   }
 
-  async afterBatch(actor: ShardActor, seq: number, clicks: readonly Click[], res: BatchResult): Promise<void> {
+  async afterBatch(actor: ShardBehaviour, seq: number, clicks: readonly Click[], res: BatchResult): Promise<void> {
     this.detector?.observeClicks(clicks, this.rt.clock.now());
     if (!res.forward) return;
     const { js, topo } = this.rt;
@@ -70,12 +71,12 @@ export class HotParentHooks implements ShardHostHotHooks {
 
   async beforeCommit(): Promise<void> {}
 
-  async tick(actor: ShardActor): Promise<boolean> {
+  async tick(actor: ShardBehaviour): Promise<boolean> {
     const now = this.rt.clock.now();
     await this.cleanupRetired(actor, now);
     if (this.detector && now - this.lastEvaluation >= EVALUATE_EVERY_MS) {
       this.lastEvaluation = now;
-      const split = new Set(actor.hot.splits.keys());
+      const split = new Set(actor.splits().map((s) => s.ad));
       for (const d of this.detector.evaluate(now, split)) {
         // Children on the parent's own node would only add work: split only with another node up.
         if (d.action === 'split' && !(await this.severalNodes(now))) continue;
@@ -96,9 +97,9 @@ export class HotParentHooks implements ShardHostHotHooks {
   }
 
   /** Brings routes, units and end markers in line with the actor's splits (idempotent). */
-  private async sync(actor: ShardActor): Promise<void> {
+  private async sync(actor: ShardBehaviour): Promise<void> {
     const { routes, placement, topo, js } = this.rt;
-    for (const rec of actor.hot.splits.values()) {
+    for (const rec of actor.splits()) {
       const id = `${rec.ad}/${rec.gen}`;
       if (this.applied.get(id) === rec.state) continue;
       const units = Array.from({ length: rec.children }, (_, k) => ({ unit: childUnit(rec.ad, rec.gen, k), parent: this.shard, ad: rec.ad, gen: rec.gen, k }));
@@ -118,15 +119,15 @@ export class HotParentHooks implements ShardHostHotHooks {
   }
 
   /** Removes routes and units of finished splits once they lingered (stragglers handed back). */
-  private async cleanupRetired(actor: ShardActor, now: number): Promise<void> {
-    for (const r of [...actor.hot.retired]) {
+  private async cleanupRetired(actor: ShardBehaviour, now: number): Promise<void> {
+    for (const r of actor.retired()) {
       const id = `${r.ad}/${r.gen}`;
       const seen = this.retiredSeen.get(id) ?? now;
       this.retiredSeen.set(id, seen);
       if (now - seen < this.rt.opts.lingerMs) continue;
       await this.rt.routes.remove(r.ad, r.gen);
       await this.rt.placement?.removeUnits(Array.from({ length: r.children }, (_, k) => childUnit(r.ad, r.gen, k)));
-      actor.hot.dropRetired(r.ad, r.gen);
+      actor.dropRetired(r.ad, r.gen);
       this.retiredSeen.delete(id);
       this.applied.delete(id);
       this.rt.log.info({ shard: this.shard, ad: r.ad, gen: r.gen }, 'hot ad split ended');

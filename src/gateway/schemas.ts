@@ -1,0 +1,66 @@
+/**
+ * JSON Schema fragments shared by the gateway's route schemas. Fastify validates query strings,
+ * path parameters and bodies with them (errors leave as 400 `ADAGG_E_BAD_PARAM`, see
+ * schema-errors.ts) and @fastify/swagger turns them into `/openapi.json`.
+ *
+ * Schemas use only plain keywords (no union `type` arrays, no custom keywords) so that fastify's
+ * Ajv compiles them in strict mode without warnings.
+ */
+
+/** An ad id, everywhere the API takes one. */
+export const AD_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,128}$';
+/** Epoch milliseconds or an ISO-8601 date(-time); empty means absent. The value is parsed by parseTime. */
+export const TIME_PATTERN = '^(\\d+|\\d{4}-\\d{2}-\\d{2}.*)?$';
+/** Digits only; empty means absent (the default applies). The range is checked by the route. */
+export const WHOLE_NUMBER_PATTERN = '^\\d*$';
+/** An attribute a query job may filter on. */
+export const ATTRIBUTE_PATTERN = '^[A-Za-z0-9_]{1,32}$';
+
+/** What a failed `pattern` means, in the words of the error message (keyed by the pattern). */
+export const PATTERN_HINTS: ReadonlyMap<string, string> = new Map([
+  [AD_ID_PATTERN, 'must match [A-Za-z0-9_.:-]{1,128}'],
+  [TIME_PATTERN, 'is not an ISO-8601 time or epoch milliseconds'],
+  [WHOLE_NUMBER_PATTERN, 'is not a whole number'],
+  [ATTRIBUTE_PATTERN, 'is not a filterable attribute (user_id, ip, country, ad_id or an extra attribute [A-Za-z0-9_]{1,32})'],
+]);
+
+/** A time query parameter. */
+export function timeParam(description: string): Record<string, unknown> {
+  return { type: 'string', maxLength: 64, pattern: TIME_PATTERN, description: `${description}: ISO-8601 (no zone = UTC) or epoch milliseconds, floored to the minute` };
+}
+
+/**
+ * A whole-number query parameter; `min`..`max` is checked by the route (intParam), which also
+ * applies the default (the schema's `default` fills in the same value).
+ */
+export function wholeNumberParam(description: string, def: number, min: number, max: number): Record<string, unknown> {
+  return { type: 'string', pattern: WHOLE_NUMBER_PATTERN, default: String(def), description: `${description}, ${min}..${max}` };
+}
+
+/** `ad_id` as a path parameter. */
+export const adIdParams = {
+  type: 'object',
+  required: ['ad_id'],
+  properties: { ad_id: { type: 'string', pattern: AD_ID_PATTERN, description: 'the ad' } },
+} as const;
+
+/** The value of one filter query parameter of the REST queries. */
+export const filterValue = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+/**
+ * Filter parameters: each configured dimension is documented by name; any other parameter is
+ * taken as a filter too and answered with ADAGG_E_FILTER_NOT_PREAGGREGATED.
+ */
+export function filterParams(
+  dimensions: readonly string[],
+  cubes: readonly string[],
+  value: Record<string, unknown> = filterValue,
+): Record<string, Record<string, unknown>> {
+  return Object.fromEntries(
+    dimensions.map((d) => {
+      const inCubes = cubes.filter((c) => c.split('+').includes(d));
+      const cubeNote = inCubes.length > 0 ? `; may be combined as in the configured cubes ${inCubes.join(', ')}` : '';
+      return [d, { ...value, description: `filter on the pre-aggregated dimension ${d}${d === 'country' ? ' (upper-cased)' : ''}${cubeNote}` }];
+    }),
+  );
+}
