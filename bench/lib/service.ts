@@ -1,9 +1,11 @@
 /**
- * The adagg service as a child process (`node --import tsx src/cli/main.ts start`), so the load
- * generator and the pipeline run in separate processes. Captures its JSON log lines, exposes its
+ * The adagg service as a child process, so the load generator and the pipeline run in separate
+ * processes. It runs what `npm start` runs: the compiled `dist/cli/main.js` of a checkout that
+ * builds to JavaScript (built once per bench run, see `buildService`), `node --import tsx
+ * src/cli/main.ts start` for an older checkout without a build. Captures its JSON log lines, exposes its
  * pid for RSS readings, and stops it with SIGTERM (graceful drain) or SIGKILL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
@@ -26,6 +28,21 @@ export function setServiceRoot(dir: string | undefined): void {
 /** The checkout services are spawned from. */
 export function serviceRoot(): string {
   return defaultRoot;
+}
+
+const built = new Set<string>();
+
+/**
+ * Builds the checkout's `dist/` (what `npm start` runs) if it has a build, once per bench run;
+ * returns the command line to start the service with.
+ */
+function serviceCommand(root: string): string[] {
+  if (!existsSync(path.join(root, 'tsconfig.build.json'))) return ['--import', 'tsx', 'src/cli/main.ts', 'start'];
+  if (!built.has(root)) {
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+    built.add(root);
+  }
+  return ['dist/cli/main.js', 'start'];
 }
 
 export interface ServiceOptions {
@@ -86,9 +103,11 @@ export async function startService(o: ServiceOptions): Promise<Service> {
   delete env.NODE_OPTIONS;
   // Node 20 refuses --cpu-prof in NODE_OPTIONS: it goes on the command line.
   const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
+  const root = o.root ?? defaultRoot;
+  const command = serviceCommand(root);
   const spawnedAt = Date.now();
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/cli/main.ts', 'start'], {
-    cwd: o.root ?? defaultRoot,
+  const child = spawn(process.execPath, [...prof, ...command], {
+    cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -203,7 +203,16 @@ export class WsFeeds {
       ws.on('close', () => this.deps.events.emit('ws', { kind: 'disconnect' }));
       return;
     }
-    ws.on('message', (data) => this.onFrame(client, String(data)));
+    ws.on('message', (data) => {
+      // Last resort: whatever a frame holds, a fault in handling it costs this socket one error
+      // frame, never the process (an exception thrown from a 'message' listener is uncaught).
+      try {
+        this.onFrame(client, String(data));
+      } catch (err) {
+        this.deps.log.error({ err }, 'WebSocket frame handling failed');
+        client.send({ type: 'error', code: ErrorCode.Internal, error: 'the frame could not be handled' });
+      }
+    });
     ws.on('close', () => this.disconnect(client));
   }
 
@@ -253,6 +262,11 @@ export class WsFeeds {
       f = JSON.parse(data) as ClientFrame;
     } catch {
       client.send({ type: 'error', code: ErrorCode.BadParam, error: 'frame is not JSON' });
+      return;
+    }
+    // `null`, numbers, strings and arrays are valid JSON but not frames.
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) {
+      client.send({ type: 'error', code: ErrorCode.BadParam, error: 'frame is not a JSON object' });
       return;
     }
     if (f.type === 'ping') return client.send({ type: 'pong' });

@@ -143,6 +143,11 @@ describe('WsFeeds', () => {
     expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: ErrorCode.BadParam });
     ws.emit('message', JSON.stringify({ type: 'ping' }));
     expect(ws.sent.at(-1)).toEqual({ type: 'pong' });
+    // JSON that is not an object (a `null` frame once took the whole process down).
+    for (const frame of ['null', '42', '"subscribe"', '[{"type":"ping"}]', 'true']) {
+      ws.emit('message', frame);
+      expect(ws.sent.at(-1)).toEqual({ type: 'error', code: ErrorCode.BadParam, error: 'frame is not a JSON object' });
+    }
     expect([...rankings.watchers]).toEqual([['1//', 1]]);
 
     // A good subscribe moves the watch; closing the socket releases it.
