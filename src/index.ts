@@ -28,7 +28,7 @@ export { RuntimeEvents } from './runtime/events.ts';
 export type { RuntimeEventMap } from './runtime/events.ts';
 export { createLogger } from './runtime/logger.ts';
 export type { Logger } from './runtime/logger.ts';
-export type { LifecycleState } from './runtime/lifecycle.ts';
+export type { LifecycleState, Service } from './runtime/lifecycle.ts';
 
 // Options, errors, clock.
 export { aggregatedDimensions, compileOptions, DEFAULTS, ENV_VARS, OPTIONS, optionsFromEnv } from './options.ts';
@@ -47,5 +47,6 @@ export type { HotRoute } from './runtime/hot/hot-routes.ts';
 export { validateClick } from './model/validate.ts';
 export type { RejectCode, Rejection, ValidationLimits } from './model/validate.ts';
 export type { Click } from './model/click.ts';
-export { shardOf, fnv1a32 } from './model/partition.ts';
+// `fnv1a32` is the original public name of `fnv1a32Utf8` (UTF-8 FNV-1a, the shard hash); kept as an alias.
+export { shardOf, fnv1a32Utf8, fnv1a32Utf8 as fnv1a32 } from './model/partition.ts';
 export { encodeBatch, decodeBatch, batchMsgId } from './model/batch-codec.ts';

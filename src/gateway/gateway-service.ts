@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../runtime/logger.ts';
 import { createMetrics } from '../runtime/metrics.ts';
 import { connectNats } from '../runtime/nats.ts';
 import { HotRoutes } from '../runtime/hot/hot-routes.ts';
+import { ServiceLifecycle, type LifecycleState, type Service } from '../runtime/lifecycle.ts';
 import { ClickProducer, DeadLetterPublisher } from '../runtime/producer.ts';
 import { RedisKeys } from '../runtime/redis-keys.ts';
 import { ensureStreams } from '../runtime/streams.ts';
@@ -32,14 +33,14 @@ export interface GatewayServiceDeps {
 }
 
 /** The gateway process: its own NATS and Redis connections, the producer, queries and the HTTP server. */
-export class GatewayService {
+export class GatewayService implements Service<{ url: string; port: number }> {
   app: FastifyInstance | undefined;
   private nc: NatsConnection | undefined;
   private redis: Redis | undefined;
   private reducer: TopNReducerHost | undefined;
   private queryJobs: QueryJobs | undefined;
   private hotRoutes: HotRoutes | undefined;
-  private closing: Promise<void> | undefined;
+  private readonly life: ServiceLifecycle;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
 
@@ -49,11 +50,23 @@ export class GatewayService {
   ) {
     this.events = deps.events ?? new RuntimeEvents();
     this.log = deps.log ?? createLogger('adagg-gateway');
+    this.life = new ServiceLifecycle('GatewayService', this.log);
   }
 
-  /** Starts listening; returns the bound address (port 0 picks a free port). */
-  async start(): Promise<{ url: string; port: number }> {
-    if (this.app) throw new Error('GatewayService.start() called twice');
+  /** `starting` until started, `running`, `failed` if start failed, `draining` then `stopped` on close. */
+  get state(): LifecycleState {
+    return this.life.state;
+  }
+
+  /**
+   * Starts listening; returns the bound address (port 0 picks a free port). Starts once: a second
+   * call rejects with ADAGG_E_ALREADY_STARTED.
+   */
+  start(): Promise<{ url: string; port: number }> {
+    return this.life.start(() => this.listen());
+  }
+
+  private async listen(): Promise<{ url: string; port: number }> {
     const o = this.opts;
     const topo = topology(o.prefix);
     this.nc = await connectNats(o.natsUrl, 'adagg-gateway');
@@ -73,7 +86,7 @@ export class GatewayService {
       ...(this.deps.extraReady?.() ?? {}),
     });
     this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
-    this.reducer.start();
+    await this.reducer.start();
     this.queryJobs = new QueryJobs(this.nc, topo, o, { actors: this.deps.actors.shardActors, clock: this.deps.clock, log: this.log });
     this.app = buildGateway(o, { queryJobs: this.queryJobs, reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
     await this.app.listen({ port: o.httpPort, host: o.httpHost });
@@ -82,15 +95,19 @@ export class GatewayService {
     return { url: `http://127.0.0.1:${port}`, port };
   }
 
+  /** Idempotent; runs every step (HTTP, reducer, query jobs, hot routes, NATS, Redis) even when one fails. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'));
-      await this.reducer?.close();
-      await this.queryJobs?.close();
-      this.hotRoutes?.close();
-      await this.nc?.drain().catch(() => undefined);
-      this.redis?.disconnect();
-    })();
-    return this.closing;
+    return this.life.close(() => [
+      ['http', () => this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'))],
+      ['reducer', () => this.reducer?.close()],
+      ['query jobs', () => this.queryJobs?.close()],
+      ['hot routes', () => this.hotRoutes?.close()],
+      ['nats', () => this.nc?.drain().catch(() => undefined)],
+      ['redis', () => this.redis?.disconnect()],
+    ]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

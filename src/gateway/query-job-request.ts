@@ -1,7 +1,8 @@
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { dimensionValue, type Click } from '../model/click.ts';
 import { minuteOf, parseTime } from '../model/time.ts';
-import { AD_ID_PATTERN, ATTRIBUTE_PATTERN, TIME_PATTERN } from './schemas.ts';
+import { AD_ID_PATTERN, AD_ID_RE, AD_ID_SYNTAX } from '../model/validate.ts';
+import { ATTRIBUTE_PATTERN, TIME_PATTERN } from './schemas.ts';
 
 /**
  * A query job request (`POST /v1/queries`): its JSON Schema (the route validates the body with it
@@ -22,7 +23,6 @@ export interface QueryJobLimits {
   maxTopN: number;
 }
 
-const AD_ID = new RegExp(AD_ID_PATTERN);
 const ATTR = new RegExp(ATTRIBUTE_PATTERN);
 const MAX_FILTERS = 16;
 const MAX_VALUE_LENGTH = 256;
@@ -128,7 +128,7 @@ export function parseQueryJobRequest(body: unknown, limits: QueryJobLimits): Que
   const filter = parseFilter(body.filter, kind);
   if (kind === 'aggregated_count') {
     const adId = body.ad_id;
-    if (typeof adId !== 'string' || !AD_ID.test(adId)) throw badField('ad_id', 'is required and must match [A-Za-z0-9_.:-]{1,128}');
+    if (typeof adId !== 'string' || !AD_ID_RE.test(adId)) throw badField('ad_id', `is required and must match ${AD_ID_SYNTAX}`);
     return { kind, adId, fromMinute, toMinute, filter };
   }
   let count = DEFAULT_COUNT;

@@ -7,8 +7,8 @@
  * Ajv compiles them in strict mode without warnings.
  */
 
-/** An ad id, everywhere the API takes one. */
-export const AD_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,128}$';
+import { AD_ID_PATTERN, AD_ID_SYNTAX } from '../model/validate.ts';
+
 /** Epoch milliseconds or an ISO-8601 date(-time); empty means absent. The value is parsed by parseTime. */
 export const TIME_PATTERN = '^(\\d+|\\d{4}-\\d{2}-\\d{2}.*)?$';
 /** Digits only; empty means absent (the default applies). The range is checked by the route. */
@@ -18,7 +18,7 @@ export const ATTRIBUTE_PATTERN = '^[A-Za-z0-9_]{1,32}$';
 
 /** What a failed `pattern` means, in the words of the error message (keyed by the pattern). */
 export const PATTERN_HINTS: ReadonlyMap<string, string> = new Map([
-  [AD_ID_PATTERN, 'must match [A-Za-z0-9_.:-]{1,128}'],
+  [AD_ID_PATTERN, `must match ${AD_ID_SYNTAX}`],
   [TIME_PATTERN, 'is not an ISO-8601 time or epoch milliseconds'],
   [WHOLE_NUMBER_PATTERN, 'is not a whole number'],
   [ATTRIBUTE_PATTERN, 'is not a filterable attribute (user_id, ip, country, ad_id or an extra attribute [A-Za-z0-9_]{1,32})'],

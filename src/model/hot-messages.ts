@@ -1,6 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { AdaggError, ErrorCode } from '../errors.ts';
-import { fnv1a32 } from './partition.ts';
+import { fnv1a32Utf8 } from './partition.ts';
 
 /**
  * Control messages of hot-ad splitting. They travel in the same JetStream subjects as click batches
@@ -113,13 +113,9 @@ export function adKey(adId: string): string {
   return Buffer.from(adId, 'utf8').toString('hex');
 }
 
-export function adOfKey(key: string): string {
-  return Buffer.from(key, 'hex').toString('utf8');
-}
-
 /** The child of a split ad that counts `clickId`: stable, so every copy of a click meets in one child. */
 export function childOf(clickId: string, children: number): number {
-  return fnv1a32(clickId) % children;
+  return fnv1a32Utf8(clickId) % children;
 }
 
 /** Placement/persistence unit of child `k` of split `gen` of an ad: `h<adkey>-<gen>-<k>`. */

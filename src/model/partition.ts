@@ -1,8 +1,16 @@
 /**
- * FNV-1a 32-bit over the UTF-8 bytes of a string. It is the same function nats-server uses for
- * `{{partition(n, ...)}}` mappings, so a publisher outside adagg can compute a shard itself.
+ * FNV-1a 32-bit over the UTF-8 bytes of a string (equal to the textbook byte-wise FNV-1a of
+ * `Buffer.from(s, 'utf8')`). It is the same function nats-server uses for
+ * `{{partition(n, ...)}}` mappings, so a publisher outside adagg can compute a shard itself; that
+ * is why it hashes UTF-8 and not UTF-16 code units. Used for shard routing ({@link shardOf}) and
+ * for picking the child of a split ad. Exported publicly from the package as `fnv1a32Utf8` and,
+ * for compatibility, `fnv1a32`.
+ *
+ * Not the same function as `fnv1a32Utf16` in `actors/shard/click-hash.ts`, which hashes the
+ * UTF-16LE code units of click ids for dedupe: the two give different numbers for the same string,
+ * and both outputs are relied on (shard assignment here, persisted dedupe hashes there).
  */
-export function fnv1a32(s: string): number {
+export function fnv1a32Utf8(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) {
     let c = s.charCodeAt(i);
@@ -31,5 +39,5 @@ export function fnv1a32(s: string): number {
 
 /** The shard that owns an ad. Stable for a given shard count, which is fixed per stream. */
 export function shardOf(adId: string, shards: number): number {
-  return fnv1a32(adId) % shards;
+  return fnv1a32Utf8(adId) % shards;
 }

@@ -68,7 +68,7 @@ export type ShardQuery =
   /** The shard's split ads. */
   | { type: 'hot.status' }
   /**
-   * A hot child asks its parent which ids (flat fnv1a32/murmur3_32 pairs) it counted before split
+   * A hot child asks its parent which ids (flat fnv1a32Utf16/murmur3_32 pairs) it counted before split
    * `gen` of `ad`; null until the parent has applied that split.
    */
   | { type: 'hot.seen'; ad: string; gen: number; hashes: readonly number[] };

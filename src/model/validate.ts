@@ -26,7 +26,15 @@ export interface ValidationLimits {
 
 export type Validated = { ok: true; click: Click } | { ok: false; rejection: Rejection };
 
-const AD_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+/**
+ * The syntax of an ad id, as written in error messages and API descriptions. The one definition of
+ * it: the gateway's schemas, query jobs and the CLI use these constants.
+ */
+export const AD_ID_SYNTAX = '[A-Za-z0-9_.:-]{1,128}';
+/** {@link AD_ID_SYNTAX} anchored: a RegExp source and a JSON Schema `pattern`. */
+export const AD_ID_PATTERN = `^${AD_ID_SYNTAX}$`;
+/** Whether a string is a valid ad id ({@link AD_ID_PATTERN}). */
+export const AD_ID_RE = new RegExp(AD_ID_PATTERN);
 const COUNTRY = /^[A-Za-z]{2,3}$/;
 const ATTR_KEY = /^[A-Za-z0-9_]{1,32}$/;
 const MAX_ATTRS = 16;
@@ -53,8 +61,8 @@ export function validateClick(raw: unknown, limits: ValidationLimits): Validated
   }
 
   if (isAbsent(ad_id)) return reject('missing_field', 'field ad_id is required');
-  if (typeof ad_id !== 'string' || !AD_ID.test(ad_id)) {
-    return reject('invalid_field', 'field ad_id must match [A-Za-z0-9_.:-]{1,128}');
+  if (typeof ad_id !== 'string' || !AD_ID_RE.test(ad_id)) {
+    return reject('invalid_field', `field ad_id must match ${AD_ID_SYNTAX}`);
   }
 
   if (isAbsent(ts)) return reject('missing_field', 'field ts is required');

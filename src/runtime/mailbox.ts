@@ -63,13 +63,6 @@ export class Mailbox<T> {
     this.offerUnchecked(item);
   }
 
-  /** Enqueues without waiting; returns false when full. */
-  offer(item: T): boolean {
-    if (this.size >= this.capacity) return false;
-    this.offerUnchecked(item);
-    return true;
-  }
-
   /** Enqueues even past capacity: for rare control messages (ticks, flush, stop) that must not wait. */
   force(item: T): void {
     this.offerUnchecked(item);

@@ -15,7 +15,7 @@ export type ShardRequest =
   | { op: 'rank-specs'; specs: RankSpec[]; leaseMs: number }
   | { op: 'rank-state' }
   /**
-   * A hot child asks its parent which ids (flat fnv1a32/murmur3_32 pairs) it counted before split
+   * A hot child asks its parent which ids (flat fnv1a32Utf16/murmur3_32 pairs) it counted before split
    * `gen`: `{seen, maxTs}` (maxTs: highest event time counted before the split), null: not yet known.
    */
   | { op: 'hot-seen'; ad: string; gen: number; hashes: number[] }

@@ -5,6 +5,7 @@ import type { ActorRegistry } from './actor-registry.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { RuntimeEvents } from './events.ts';
 import { HotRoutes } from './hot/hot-routes.ts';
+import { ServiceLifecycle, type LifecycleState, type Service } from './lifecycle.ts';
 import { LocalHosts } from './local-hosts.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { connectNats } from './nats.ts';
@@ -40,7 +41,7 @@ export interface RuntimeNodeDeps {
  * - `startManaged()`: joins the cluster: heartbeats, runs the placement controller (acting when
  *   it holds the lease) and starts/stops/hands off shards as the placement table says.
  */
-export class RuntimeNode {
+export class RuntimeNode implements Service {
   readonly events: RuntimeEvents;
   readonly topo: Topology;
   private actors: ActorHosts | undefined;
@@ -51,8 +52,7 @@ export class RuntimeNode {
   private agent: NodeAgent | undefined;
   private controller: PlacementController | undefined;
   placement: PlacementStore | undefined;
-  private started = false;
-  private closing: Promise<void> | undefined;
+  private readonly life: ServiceLifecycle;
   private readonly clock: Clock;
   private readonly log: Logger;
 
@@ -67,11 +67,16 @@ export class RuntimeNode {
     this.log = (deps.log ?? createLogger('adagg-node')).child({ node: id });
     this.events = deps.events ?? new RuntimeEvents();
     this.topo = topology(opts.prefix);
+    this.life = new ServiceLifecycle(`RuntimeNode ${id}`, this.log);
   }
 
+  /** `starting` until started, `running`, `failed` if start failed, `draining` then `stopped` on close. */
+  get state(): LifecycleState {
+    return this.life.state;
+  }
+
+  /** Runs inside `life.start` (one start: `start` or `startManaged`). */
   private async setup(managed: boolean): Promise<ActorHosts> {
-    if (this.started) throw new Error('RuntimeNode already started');
-    this.started = true;
     const o = this.opts;
     // Workers boot (TypeScript, the runtime's modules) while this thread sets up the streams.
     const actors = this.createHosts(managed);
@@ -122,14 +127,23 @@ export class RuntimeNode {
     return this.actors;
   }
 
-  /** Static mode: runs the given shards (all by default), each acquiring a new epoch. */
-  async start(shards: readonly number[] = [...Array(this.opts.shards).keys()]): Promise<void> {
-    await this.setup(false);
-    for (const s of shards) this.startShard(s);
+  /**
+   * Static mode: runs the given shards (all by default), each acquiring a new epoch. A node starts
+   * once (`start` or `startManaged`): a second start rejects with ADAGG_E_ALREADY_STARTED.
+   */
+  start(shards: readonly number[] = [...Array(this.opts.shards).keys()]): Promise<void> {
+    return this.life.start(async () => {
+      await this.setup(false);
+      for (const s of shards) this.startShard(s);
+    });
   }
 
-  /** Managed mode: membership, placement controller and node agent. */
-  async startManaged(): Promise<void> {
+  /** Managed mode: membership, placement controller and node agent. Starts once, like {@link start}. */
+  startManaged(): Promise<void> {
+    return this.life.start(() => this.runManaged());
+  }
+
+  private async runManaged(): Promise<void> {
     const actors = await this.setup(true);
     const o = this.opts;
     const local: LocalShards = {
@@ -224,14 +238,13 @@ export class RuntimeNode {
 
   /** Drains every actor (final snapshot), leaves the cluster, then closes connections. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.controller?.close().catch(() => undefined);
-      await this.agent?.close(false).catch(() => undefined);
-      await this.actors?.close().catch((err: unknown) => this.log.error({ err }, 'closing actors failed'));
-      await this.placement?.removeNode(this.id).catch(() => undefined);
-      this.redis?.disconnect();
-    })();
-    return this.closing;
+    return this.life.close(() => [
+      ['controller', () => this.controller?.close().catch(() => undefined)],
+      ['agent', () => this.agent?.close(false).catch(() => undefined)],
+      ['actors', () => this.actors?.close().catch((err: unknown) => this.log.error({ err }, 'closing actors failed'))],
+      ['membership', () => this.placement?.removeNode(this.id).catch(() => undefined)],
+      ['redis', () => this.redis?.disconnect()],
+    ]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

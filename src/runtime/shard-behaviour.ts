@@ -24,7 +24,7 @@ export interface ShardActorPorts {
   /** Loads stored final values of closed-minute fields, for corrections by late clicks. */
   readClosed(reads: readonly CountRead[]): Promise<number[]>;
   /**
-   * Hot child only: for each id (flat hash pairs, fnv1a32 then murmur3_32, and the click's event
+   * Hot child only: for each id (flat hash pairs, fnv1a32Utf16 then murmur3_32, and the click's event
    * time), whether the parent counted it before the split. Resolves only once the parent has
    * applied the split.
    */

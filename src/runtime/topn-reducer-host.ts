@@ -3,6 +3,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { parseSpecKey, specKey, type RankSpec } from '../model/rank-spec.ts';
 import type { GlobalRanking, RankingState, RankingUpdate } from '../model/rankings.ts';
 import type { Clock, TimerHandle } from './clock.ts';
+import { ServiceLifecycle, type LifecycleState, type Service } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
 import type { TopNReducerBehaviour, TopNReducerFactory } from './reducer-behaviour.ts';
@@ -30,7 +31,7 @@ type ReducerMsg =
  * emits global rankings: finals as minutes close, provisional ones at most once a second.
  * Many watchers of one spec share this one computation.
  */
-export class TopNReducerHost {
+export class TopNReducerHost implements Service {
   private readonly reducer: TopNReducerBehaviour;
   private readonly client: ShardClient;
   private readonly mailbox = new Mailbox<ReducerMsg>(10_000);
@@ -42,6 +43,7 @@ export class TopNReducerHost {
   private timer: TimerHandle | undefined;
   private lastRenew = 0;
   private closed = false;
+  private readonly life: ServiceLifecycle;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -53,10 +55,27 @@ export class TopNReducerHost {
   ) {
     this.reducer = createReducer(opts.shards, opts.depth);
     this.client = new ShardClient(nc, topo, opts.queryTimeoutMs, 2);
+    this.life = new ServiceLifecycle('TopNReducerHost', log);
   }
 
-  start(): void {
-    if (this.loop) throw new Error('TopNReducerHost.start() called twice');
+  /** `starting` until started, `running`, `failed` if start failed, `draining` then `stopped` on close. */
+  get state(): LifecycleState {
+    return this.life.state;
+  }
+
+  /**
+   * Subscribes to the shards' ranking updates and starts the reducer's loop and tick, all before
+   * returning. Starts once: a second call rejects with ADAGG_E_ALREADY_STARTED.
+   */
+  start(): Promise<void> {
+    // The body is synchronous: everything is in place when start() returns.
+    return this.life.start(() => {
+      this.begin();
+      return Promise.resolve();
+    });
+  }
+
+  private begin(): void {
     this.sub = this.nc.subscribe(this.topo.rankingSubjects, {
       callback: (err, msg) => {
         if (err || this.closed) return;
@@ -172,12 +191,23 @@ export class TopNReducerHost {
     for (const l of this.listeners) l(r);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Idempotent: stops the tick and the subscription, closes the mailbox and waits for the loop. */
+  close(): Promise<void> {
     this.closed = true;
-    if (this.timer) this.clock.clearTimeout(this.timer);
-    this.sub?.unsubscribe();
-    this.mailbox.close();
-    await this.loop;
+    return this.life.close(() => [
+      [
+        'tick',
+        () => {
+          if (this.timer) this.clock.clearTimeout(this.timer);
+        },
+      ],
+      ['subscription', () => this.sub?.unsubscribe()],
+      ['mailbox', () => this.mailbox.close()],
+      ['loop', () => this.loop],
+    ]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

@@ -1,7 +1,7 @@
 import { decode, encode } from '../../src/model/msgpack.ts';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-hash.ts';
+import { fnv1a32Utf16, murmur3_32 } from '../../src/actors/shard/click-hash.ts';
 import { MINUTE_MS } from '../../src/model/time.ts';
 import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
@@ -39,7 +39,7 @@ describe('state written by an earlier release', () => {
     const dv = new DataView(dedup.buffer);
     dv.setUint32(0, 2, true);
     ['c1', 'c2'].forEach((id, i) => {
-      dv.setUint32(4 + i * 12, fnv1a32(id), true);
+      dv.setUint32(4 + i * 12, fnv1a32Utf16(id), true);
       dv.setUint32(8 + i * 12, murmur3_32(id), true);
       dv.setInt32(12 + i * 12, m, true);
     });

@@ -1,7 +1,7 @@
 import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
 import { ShardActor } from '../../src/actors/shard-actor.ts';
-import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
+import { fnv1a32Utf16, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
 import { encodeBatch } from '../../src/model/batch-codec.ts';
 import type { Click } from '../../src/model/click.ts';
 import { childOf, childUnit, decodeControl, encodeControl, isControlMessage, type HotControl } from '../../src/model/hot-messages.ts';
@@ -549,5 +549,5 @@ function hashesOf(ids: string[]): number[] {
 }
 
 function pair(id: string): [number, number] {
-  return [fnv1a32(id), murmur3_32(id)];
+  return [fnv1a32Utf16(id), murmur3_32(id)];
 }

@@ -34,9 +34,11 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     let next = 0;
     let expected = 0;
     const got: number[] = [];
-    // Interleave offers and takes so the head index passes the compaction threshold several times.
+    // Interleave puts and takes so the head index passes the compaction threshold several times.
+    // The box never fills, so every put goes straight in.
     for (let round = 0; round < 6; round++) {
-      for (let i = 0; i < 1500; i++) expect(mb.offer(next++)).toBe(true);
+      for (let i = 0; i < 1500; i++) await mb.put(next++);
+      expect(mb.size).toBe(next - got.length);
       for (let i = 0; i < 1200; i++) got.push((await mb.take())!);
     }
     while (mb.size > 0) got.push((await mb.take())!);
@@ -85,16 +87,20 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     expect(mb.size).toBe(0);
   });
 
-  it('offer returns false when full and leaves the box unchanged', async () => {
+  it('a full box takes nothing more: a waiting put goes in only after a take, behind the queued items', async () => {
     const mb = new Mailbox<number>(2);
-    expect(mb.offer(1)).toBe(true);
-    expect(mb.offer(2)).toBe(true);
-    expect(mb.offer(3)).toBe(false);
+    await mb.put(1);
+    await mb.put(2);
+    let done = false;
+    const p = mb.put(3).then(() => (done = true));
+    await flush();
+    expect(done).toBe(false);
     expect(mb.size).toBe(2);
     expect(await mb.take()).toBe(1);
-    expect(mb.offer(4)).toBe(true);
+    await p;
+    expect(mb.size).toBe(2);
     expect(await mb.take()).toBe(2);
-    expect(await mb.take()).toBe(4);
+    expect(await mb.take()).toBe(3);
   });
 
   it('force enqueues past capacity; put then waits until the box is below capacity again', async () => {
@@ -103,9 +109,10 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     mb.force('b');
     mb.force('c');
     expect(mb.size).toBe(3);
-    expect(mb.offer('x')).toBe(false);
     let done = false;
     const p = mb.put('d').then(() => (done = true));
+    await flush();
+    expect(done).toBe(false); // 3 >= 1
     expect(await mb.take()).toBe('a');
     await flush();
     expect(done).toBe(false); // still 2 >= 1
@@ -124,7 +131,8 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     mb.close();
     expect(await rejectionCode(mb.put('c'))).toBe(ErrorCode.MailboxClosed);
     expect(throwCode(() => mb.force('d'))).toBe(ErrorCode.MailboxClosed);
-    expect(throwCode(() => mb.offer('e'))).toBe(ErrorCode.MailboxClosed);
+    // Closed is reported before full: this box has no priority lane at all.
+    expect(throwCode(() => mb.offerPriority('e'))).toBe(ErrorCode.MailboxClosed);
     expect(await mb.take()).toBe('a');
     expect(await mb.take()).toBe('b');
     expect(await mb.take()).toBeUndefined();
@@ -156,7 +164,8 @@ describe('Mailbox', { timeout: 5_000 }, () => {
     expect(mb.clear()).toEqual([2, 3, 4]);
     expect(mb.size).toBe(0);
     expect(mb.clear()).toEqual([]);
-    expect(mb.offer(5)).toBe(true);
+    await mb.put(5);
+    expect(mb.size).toBe(1);
     expect(await mb.take()).toBe(5);
   });
 

@@ -18,6 +18,7 @@ import { shardOf } from '../../src/model/partition.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import type { RawBatch, RawScanRequest, RawScanResult, scanRawClicks } from '../../src/runtime/raw-scan.ts';
 import { topology } from '../../src/runtime/topology.ts';
+import { waitFor, waitForValue } from '../helpers/wait.ts';
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const MIN = 60_000;
@@ -121,13 +122,11 @@ class FakeStream {
 const OPTS: QueryJobsOptions = { shards: 4, correctionHorizonMs: 3600_000, maxFutureMs: 300_000, maxTopN: 100 };
 const nc = {} as NatsConnection;
 
-async function settle(jobs: QueryJobs, id: string): Promise<QueryJobView> {
-  for (let i = 0; i < 200; i++) {
-    const v = jobs.get(id)!;
-    if (v.status === 'done' || v.status === 'failed') return v;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`job ${id} did not finish`);
+/** Polls often: every job here runs against an in-memory fake stream. */
+const FAST = { timeoutMs: 5_000, everyMs: 1 };
+
+function settle(jobs: QueryJobs, id: string): Promise<QueryJobView> {
+  return waitForValue(`job ${id} finished`, () => jobs.get(id)!, (v) => v.status === 'done' || v.status === 'failed', FAST);
 }
 
 const click = (id: string, ad: string, ts: number, user = 'u1', country = 'US'): Click => ({ click_id: id, ad_id: ad, ts, user_id: user, country, ip: '10.0.0.1' });
@@ -204,7 +203,8 @@ describe('QueryJobs', () => {
     const body = { kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } };
     const a = jobs.submit(jobs.parse(body));
     const b = jobs.submit(jobs.parse(body));
-    await new Promise((r) => setTimeout(r, 5));
+    // The first job's scan has started (it waits at the gate).
+    await waitFor('first scan started', () => s.requests.length === 1 && jobs.get(a.id)!.status === 'running', FAST);
     expect(jobs.get(a.id)!.status).toBe('running');
     expect(jobs.get(b.id)!.status).toBe('queued');
     expect(jobs.stats()).toEqual({ queued: 1, running: 1, done: 0, failed: 0 });
@@ -231,8 +231,7 @@ describe('QueryJobs', () => {
     const jobs = new QueryJobs(nc, topology('t'), OPTS, { actors: shardActors, clock: new ManualClock(T0), scan });
     const { id } = jobs.submit(jobs.parse({ kind: 'aggregated_count', ad_id: 'ad-1', from: T0, to: T0 + MIN, filter: { user_id: 'u1' } }));
     await atHalf;
-    await new Promise((r) => setTimeout(r, 1));
-    const mid = jobs.get(id)!;
+    const mid = await waitForValue('progress at message 2', () => jobs.get(id)!, (v) => v.progress.scanned_messages === 2 && v.progress.matched_clicks === 2, FAST);
     expect(mid.status).toBe('running');
     expect(mid.result).toBeNull();
     expect(mid.progress).toEqual({ scanned_messages: 2, total_messages: 4, scanned_clicks: 2, matched_clicks: 2, fraction: 0.5 });
@@ -292,7 +291,8 @@ describe('QueryJobs', () => {
     const body = { kind: 'popular_ads', from: T0, to: T0 + MIN };
     const a = jobs.submit(jobs.parse(body));
     const b = jobs.submit(jobs.parse(body));
-    await new Promise((r) => setTimeout(r, 5));
+    // a is running (its scan waits at the gate), b is queued behind it.
+    await waitFor('first scan started', () => s.requests.length === 1 && jobs.get(a.id)!.status === 'running', FAST);
     const closing = jobs.close();
     open();
     await closing;

@@ -1,7 +1,7 @@
 import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
 import { ShardActor } from '../../src/actors/shard-actor.ts';
-import { fnv1a32, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
+import { fnv1a32Utf16, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
 import type { BatchResult } from '../../src/model/apply-results.ts';
 import type { Click } from '../../src/model/click.ts';
@@ -660,7 +660,7 @@ describe('ShardActor: incremental state, commit and restore', () => {
     const ids = ['c1', 'c2', 'c3'];
     const minutes = [M0, M0 + 3, M0 + 3];
     ids.forEach((id, i) => {
-      dv.setUint32(4 + i * 12, fnv1a32(id), true);
+      dv.setUint32(4 + i * 12, fnv1a32Utf16(id), true);
       dv.setUint32(8 + i * 12, murmur3_32(id), true);
       dv.setInt32(12 + i * 12, minutes[i]!, true);
     });

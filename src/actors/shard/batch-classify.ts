@@ -1,6 +1,6 @@
 import type { BatchResult } from '../../model/apply-results.ts';
 import type { Click } from '../../model/click.ts';
-import { fnv1a32, murmur3_32, type ClickDedup } from './click-dedup.ts';
+import { fnv1a32Utf16, murmur3_32, type ClickDedup } from './click-dedup.ts';
 import type { HotState } from './hot-split.ts';
 
 /**
@@ -41,7 +41,7 @@ export function classifyBatch(
       res.tooOld.push(c);
       continue;
     }
-    const h = fnv1a32(c.click_id);
+    const h = fnv1a32Utf16(c.click_id);
     const l = murmur3_32(c.click_id);
     const dup = ctx.dedup.hasHashed(h, l) || inBatch.has(c.click_id);
     if (diverting && ctx.hot.diverts(c.ad_id)) {

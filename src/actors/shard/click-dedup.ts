@@ -24,9 +24,9 @@ import {
   sortUniqueRecords,
 } from './dedup-sort.ts';
 
-import { fnv1a32, murmur3_32 } from './click-hash.ts';
+import { fnv1a32Utf16, murmur3_32 } from './click-hash.ts';
 
-export { DEDUP_HASH_BITS, MURMUR_SEED, collisionBound, fnv1a32, murmur3_32 } from './click-hash.ts';
+export { DEDUP_HASH_BITS, MURMUR_SEED, collisionBound, fnv1a32Utf16, murmur3_32 } from './click-hash.ts';
 
 /** Tag residues: a slot's tag is 1 + (bucket mod 255); 0 marks an empty slot. */
 const RESIDUES = 255;
@@ -179,11 +179,11 @@ export class ClickDedup {
    * @param minute minutes since the epoch, an int32.
    */
   addIfAbsent(clickId: string, minute: number): boolean {
-    return this.addHashed(fnv1a32(clickId), murmur3_32(clickId), minute);
+    return this.addHashed(fnv1a32Utf16(clickId), murmur3_32(clickId), minute);
   }
 
   /**
-   * `addIfAbsent` for an id whose two hashes (`fnv1a32`, `murmur3_32`) the caller already has:
+   * `addIfAbsent` for an id whose two hashes (`fnv1a32Utf16`, `murmur3_32`) the caller already has:
    * a caller that first checks and later records (the shard actor) hashes each id once.
    */
   addHashed(h: number, l: number, minute: number): boolean {
@@ -245,7 +245,7 @@ export class ClickDedup {
 
   /** True if `clickId` (or an id with the same 64-bit hash) is held. */
   has(clickId: string): boolean {
-    return this.#find(fnv1a32(clickId), murmur3_32(clickId)) >= 0;
+    return this.#find(fnv1a32Utf16(clickId), murmur3_32(clickId)) >= 0;
   }
 
   /** `has` for precomputed hashes (see addHashed). */

@@ -17,8 +17,13 @@ export const MURMUR_SEED = 0x9e3779b9;
  * FNV-1a-32 over the UTF-16LE bytes of `s` (low byte of each code unit first). Equals the textbook
  * byte-wise FNV-1a of `Buffer.from(s, 'utf16le')`, so it can be checked against any reference.
  * Code units, not UTF-8, because encoding would allocate; lone surrogates hash fine.
+ *
+ * Not the same function as `fnv1a32Utf8` in `model/partition.ts` (UTF-8 bytes, matching
+ * nats-server's partition mapping, used for shard routing): the two give different numbers for
+ * the same string. This one only has to agree with itself, but its outputs are persisted in dedupe
+ * blocks and hot-split reports, so it must never change.
  */
-export function fnv1a32(s: string): number {
+export function fnv1a32Utf16(s: string): number {
   let h = 0x811c9dc5 | 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

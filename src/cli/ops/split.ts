@@ -6,14 +6,13 @@ import { parseArgs } from 'node:util';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import { encodeControl, MAX_CHILDREN, type HotControl } from '../../model/hot-messages.ts';
 import { shardOf } from '../../model/partition.ts';
+import { AD_ID_RE, AD_ID_SYNTAX } from '../../model/validate.ts';
 import { compileOptions, optionsFromEnv } from '../../options.ts';
 import type { HotSplitStatus } from '../../runtime/query-protocol.ts';
 import { connectNats } from '../../runtime/nats.ts';
 import { ShardClient } from '../../runtime/shard-client.ts';
 import { topology, type Topology } from '../../runtime/topology.ts';
 import { positionals, timeoutMs, UsageError, waitUntil } from './context.ts';
-
-const AD_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 export interface SplitResult {
   ad: string;
@@ -60,7 +59,7 @@ async function splitState(ctx: SplitContext, shard: number, ad: string): Promise
  * sent their final reports).
  */
 export async function requestSplit(ad: string, children: number | null, wait: number | null): Promise<SplitResult> {
-  if (!AD_ID.test(ad)) throw new UsageError(`AD_ID must match [A-Za-z0-9_.:-]{1,128}, got '${ad}'`);
+  if (!AD_ID_RE.test(ad)) throw new UsageError(`AD_ID must match ${AD_ID_SYNTAX}, got '${ad}'`);
   const ctx = await openSplitContext();
   try {
     const shard = shardOf(ad, ctx.shards);

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifySchema } from 'fastify';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import { parseBody } from '../../ingest/body.ts';
 import type { ClickIngest } from '../../ingest/click-ingest.ts';
+import { AD_ID_SYNTAX } from '../../model/validate.ts';
 import { errorResponses, errorBodySchema } from '../openapi.ts';
 
 const rejected = {
@@ -23,7 +24,7 @@ const click = {
   required: ['click_id', 'ad_id', 'ts'],
   properties: {
     click_id: { type: 'string', description: '1-128 chars; the dedupe key' },
-    ad_id: { type: 'string', description: '[A-Za-z0-9_.:-]{1,128}' },
+    ad_id: { type: 'string', description: AD_ID_SYNTAX },
     ts: { description: 'epoch milliseconds (number or digits) or ISO-8601 (no zone = UTC); whole, non-negative' },
     user_id: { type: 'string', description: '1-256 chars' },
     ip: { type: 'string', description: 'an IPv4 or IPv6 address' },
