@@ -206,10 +206,19 @@ export function freshPrefix(kind: string): string {
   return `b${kind}${randomBytes(4).toString('hex')}`;
 }
 
-/** Workload of the throughput scenarios: event time spread over the minutes before the current minute. */
-export function spreadSpec(cfg: BenchConfig, events: number, seed: number, tag: string): WorkloadSpec {
+/**
+ * Workload of the throughput scenarios: event time spread over the minutes before the current minute
+ * (`cfg.spanMinutes` of them, over `cfg.shards` shards, unless the scenario says otherwise).
+ */
+export function spreadSpec(
+  cfg: BenchConfig,
+  events: number,
+  seed: number,
+  tag: string,
+  over: { spanMinutes?: number; shards?: number } = {},
+): WorkloadSpec {
   const t0 = Math.floor(Date.now() / 60_000) * 60_000;
-  const span = cfg.spanMinutes * 60_000;
+  const span = (over.spanMinutes ?? cfg.spanMinutes) * 60_000;
   return {
     events,
     ads: cfg.ads,
@@ -220,7 +229,7 @@ export function spreadSpec(cfg: BenchConfig, events: number, seed: number, tag: 
     time: { mode: 'spread', startMs: t0 - span, endMs: t0 - 1 },
     seed,
     tag,
-    shards: cfg.shards,
+    shards: over.shards ?? cfg.shards,
     maxBatch: cfg.maxBatch,
   };
 }

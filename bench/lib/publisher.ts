@@ -101,17 +101,25 @@ export class TrackingProducer extends ClickProducer {
 }
 
 /**
- * Sends the whole workload as fast as it is accepted: per-shard batches of maxBatch clicks, each
- * one `publish` call, at most `window` calls in flight. Resolves when every click is acknowledged.
+ * Sends the workload (or its next `count` events) as fast as it is accepted: per-shard batches of
+ * maxBatch clicks, each one `publish` call, at most `window` calls in flight; `onAck` after each
+ * acknowledged call. Resolves when every click sent is acknowledged. Clicks still in the
+ * generator's partial batches when `count` is reached go out with a later call.
  */
-export function publishAll(w: Workload, producer: ClickProducer, window: number): Promise<void> {
+export function publishAll(
+  w: Workload,
+  producer: ClickProducer,
+  window: number,
+  opts: { count?: number; onAck?: () => void } = {},
+): Promise<void> {
+  const target = opts.count === undefined ? Infinity : w.sent + opts.count;
   return new Promise<void>((resolve, reject) => {
     let inflight = 0;
     let failed = false;
     let ended = false;
     const pump = (): void => {
       while (!failed && inflight < window) {
-        const b = ended ? null : w.nextShardBatch();
+        const b = ended || w.sent >= target ? null : w.nextShardBatch();
         if (!b) {
           ended = true;
           if (inflight === 0) resolve();
@@ -121,6 +129,7 @@ export function publishAll(w: Workload, producer: ClickProducer, window: number)
         producer.publish(b.clicks).then(
           () => {
             inflight--;
+            opts.onAck?.();
             // Yield to I/O between generated batches rather than recursing synchronously forever.
             pump();
           },

@@ -12,8 +12,8 @@ import path from 'node:path';
 import { compileOptions } from '../../src/options.ts';
 import { ensureStreams } from '../../src/runtime/streams.ts';
 import { topology } from '../../src/runtime/topology.ts';
-import { freshPrefix, type Ctx } from '../lib/context.ts';
-import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
+import { freshPrefix, spreadSpec, type Ctx } from '../lib/context.ts';
+import { AckTracker, publishAll, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
 import { metric, rssOf, stallGuard, startService, type Service } from '../lib/service.ts';
@@ -85,40 +85,6 @@ async function redisQuiet(rd: Ctx['servers']['rd']): Promise<void> {
   await until('Redis AOF rewrite finished', async () => /aof_rewrite_in_progress:0/.test(await rd.info('persistence')), 600_000, 250);
 }
 
-/**
- * Publishes the next `count` events of the workload (per-shard batches, `window` calls in flight).
- * Clicks still in the generator's partial batches go out with a later call (the last one flushes).
- */
-async function publishSome(w: Workload, producer: TrackingProducer, window: number, count: number, onTick: () => void): Promise<void> {
-  const target = w.sent + count;
-  let inflight = 0;
-  let failed: unknown;
-  await new Promise<void>((resolve, reject) => {
-    const pump = (): void => {
-      while (failed === undefined && inflight < window) {
-        const b = w.sent < target ? w.nextShardBatch() : null;
-        if (!b) {
-          if (inflight === 0) resolve();
-          return;
-        }
-        inflight++;
-        producer.publish(b.clicks).then(
-          () => {
-            inflight--;
-            onTick();
-            pump();
-          },
-          (err: unknown) => {
-            failed = err;
-            reject(err);
-          },
-        );
-      }
-    };
-    pump();
-  });
-}
-
 export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> {
   const { cfg, servers } = ctx;
   const shards = cfg.restartShards;
@@ -126,21 +92,12 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
   const topo = topology(prefix);
   await ensureStreams(servers.nc, topo, compileOptions({ prefix, shards }));
   const backlog = cfg.restartBacklog;
-  const t0 = Math.floor(Date.now() / 60_000) * 60_000;
-  const span = cfg.restartSpanMinutes * 60_000;
-  const w = new Workload({
-    events: ids + (backlog + 1) * cfg.restartRuns,
-    ads: cfg.ads,
-    zipfS: cfg.zipfS,
-    lateFraction: 0.01,
-    maxLateMs: 120_000,
-    dupFraction: 0.01,
-    time: { mode: 'spread', startMs: t0 - span, endMs: t0 - 1 },
-    seed: cfg.seed + 900,
-    tag: `k${prefix.slice(-4)}`,
-    shards,
-    maxBatch: cfg.maxBatch,
-  });
+  const w = new Workload(
+    spreadSpec(cfg, ids + (backlog + 1) * cfg.restartRuns, cfg.seed + 900, `k${prefix.slice(-4)}`, {
+      spanMinutes: cfg.restartSpanMinutes,
+      shards,
+    }),
+  );
   const tracker = new AckTracker(shards);
   const producer = new TrackingProducer(servers.nc, topo, shards, cfg.maxBatch, tracker);
   const svcOpts = {
@@ -162,13 +119,13 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
     const s1 = svc;
     const tb = Date.now();
     let lastDoneCheck = 0;
-    await publishSome(w, producer, cfg.window, ids, () => {
+    await publishAll(w, producer, cfg.window, { count: ids, onAck: () => {
       ctx.progress.set({ sent: tracker.ackedEvents });
       if (Date.now() - lastDoneCheck > 1000) {
         lastDoneCheck = Date.now();
         void committed().then((d) => ctx.progress.set({ done: d }));
       }
-    });
+    } });
     const guard = stallGuard(s1);
     await until('state built (every shard caught up)', async () => {
       const d = await committed();
@@ -204,7 +161,7 @@ export async function runRestart(ctx: Ctx, ids: number): Promise<RestartResult> 
 
       ctx.progress.set({ phase: `restart ${i}/${cfg.restartRuns}: publishing a ${int(backlog)}-event backlog while the service is down` });
       const before = tracker.ackedEvents;
-      await publishSome(w, producer, cfg.window, backlog + 1, () => ctx.progress.set({ sent: tracker.ackedEvents }));
+      await publishAll(w, producer, cfg.window, { count: backlog + 1, onAck: () => ctx.progress.set({ sent: tracker.ackedEvents }) });
       const committedAtKill = await committed();
       await redisQuiet(servers.rd);
 
