@@ -46,13 +46,7 @@ export class Mailbox<T> {
     if (this.priority.length >= this.priorityCapacity) {
       throw new AdaggError(ErrorCode.MailboxFull, `mailbox priority lane is full (${this.priorityCapacity} queued)`);
     }
-    if (this.takeWaiter) {
-      const w = this.takeWaiter;
-      this.takeWaiter = undefined;
-      w(item);
-      return;
-    }
-    this.priority.push(item);
+    this.deliver(item, this.priority);
   }
 
   /** Enqueues, waiting while full. Rejects with ADAGG_E_MAILBOX_CLOSED once closed. */
@@ -70,13 +64,18 @@ export class Mailbox<T> {
 
   private offerUnchecked(item: T): void {
     if (this.closed) throw new AdaggError(ErrorCode.MailboxClosed, 'mailbox is closed');
+    this.deliver(item, this.items);
+  }
+
+  /** Hands the item to a waiting `take` (both lanes are then empty), else queues it in `lane`. */
+  private deliver(item: T, lane: T[]): void {
     if (this.takeWaiter) {
       const w = this.takeWaiter;
       this.takeWaiter = undefined;
       w(item);
       return;
     }
-    this.items.push(item);
+    lane.push(item);
   }
 
   /** Next message, or undefined once closed and empty. */
