@@ -199,14 +199,17 @@ export class Incarnation {
     } else if (this.sinceCommit >= this.opts.snapshotEveryMessages) await this.commit();
   }
 
+  /** Dead-letters clicks too old to count, with ids a replay repeats (JetStream drops the repeats). */
   private async deadLetter(seq: number, tooOld: readonly Click[]): Promise<void> {
+    // Shards are numbered; hot children have string unit ids (`h<adkey>-<gen>-<k>`).
+    const kind = typeof this.unit === 'number' ? 'shard' : 'hot child';
     await this.deps.deadLetters.publish(
       tooOld.map((click, i) => ({
         id: `dlq-${this.unit}-${seq}-${i}`,
         letter: {
           reason: 'too_old' as const,
-          error: 'click is older than the correction horizon behind the shard watermark',
-          source: `shard ${this.unit} seq ${seq}`,
+          error: `click is older than the correction horizon behind the ${kind} watermark`,
+          source: `${kind} ${this.unit} seq ${seq}`,
           at: this.deps.clock.now(),
           click,
         },

@@ -96,14 +96,7 @@ export class HotChildHooks implements ShardHostHotHooks {
   async afterBatch(_actor: ShardBehaviour, seq: number, _clicks: unknown, res: BatchResult): Promise<void> {
     const back = res.forward?.find((f) => f.to === 'parent');
     if (back) await publishOnce(this.rt.js, this.parentSubject, encodeBatch(back.clicks), `back-${this.unit.unit}-${seq}`);
-    if (res.tooOld.length > 0) {
-      await this.rt.deadLetters.publish(
-        res.tooOld.map((click, i) => ({
-          id: `dlq-${this.unit.unit}-${seq}-${i}`,
-          letter: { reason: 'too_old' as const, error: 'click is older than the correction horizon behind the hot child watermark', source: `hot child ${this.unit.unit} seq ${seq}`, at: this.rt.clock.now(), click },
-        })),
-      );
-    }
+    // Too-old clicks are dead-lettered by the incarnation, as for every unit.
   }
 
   async beforeCommit(actor: ShardBehaviour, c: ShardCommit): Promise<void> {
