@@ -240,44 +240,10 @@ export class RedisShardStore implements ShardStore {
     return bytes;
   }
 
-  loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {
+  async loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {
     const minutes: number[] = [];
     for (let m = from; m < to; m++) minutes.push(m);
-    return this.minutes(shard, minutes);
-  }
-
-  private async minutes(shard: UnitId, minutes: readonly number[], redis: Redis = this.redis): Promise<CountWrite[]> {
-    if (minutes.length === 0) return [];
-    const p = redis.pipeline();
-    for (const m of minutes) {
-      p.hgetall(this.keys.counts(shard, m, null, null));
-      p.hkeys(this.keys.dimIndex(shard, m));
-    }
-    const res = (await p.exec()) ?? [];
-    const out: CountWrite[] = [];
-    const dimReads: Array<{ minute: number; dim: string; value: string }> = [];
-    minutes.forEach((m, k) => {
-      const [e1, totals] = res[2 * k]!;
-      const [e2, dims] = res[2 * k + 1]!;
-      if (e1 || e2) throw e1 ?? e2;
-      const flat = toFlat(totals as Record<string, string>);
-      if (flat.length) out.push({ minute: m, dim: null, value: null, counts: flat });
-      for (const f of dims as string[]) {
-        const [dim, value] = JSON.parse(f) as [string, string];
-        dimReads.push({ minute: m, dim, value });
-      }
-    });
-    if (dimReads.length) {
-      const p2 = redis.pipeline();
-      for (const d of dimReads) p2.hgetall(this.keys.counts(shard, d.minute, d.dim, d.value));
-      const res2 = (await p2.exec()) ?? [];
-      res2.forEach(([err, h], i) => {
-        if (err) throw err;
-        const d = dimReads[i]!;
-        out.push({ minute: d.minute, dim: d.dim, value: d.value, counts: toFlat(h as Record<string, string>) });
-      });
-    }
-    return out;
+    return (await this.packedMinutes(this.redis, shard, minutes))();
   }
 
   /**
@@ -334,12 +300,6 @@ function bytesOf(b: Buffer): Uint8Array {
 function numericValues(flat: Array<string | number>): FlatCounts {
   for (let i = 1; i < flat.length; i += 2) flat[i] = Number(flat[i]);
   return flat;
-}
-
-function toFlat(h: Record<string, string>): FlatCounts {
-  const out: FlatCounts = [];
-  for (const [k, v] of Object.entries(h)) out.push(k, Number(v));
-  return out;
 }
 
 declare module 'ioredis' {
