@@ -263,13 +263,6 @@ export class ClickDedup {
     return this.#keys.byteLength + this.#tags.byteLength;
   }
 
-  /** Bytes of the pending block logs (8 per logged id, up to twice that while growing); takeChanges hands them out. */
-  get pendingByteLength(): number {
-    let n = 0;
-    for (const log of this.#logs) n += log?.byteLength ?? 0;
-    return n;
-  }
-
   /**
    * Drops every id whose bucket is < floor(minMinute / bucketMinutes), i.e. whose whole bucket lies
    * before `minMinute`, and returns how many were dropped; their blocks go to the next
