@@ -203,7 +203,7 @@ export class LocalHosts implements ActorHosts {
         actors: this.deps.actors,
         store,
         publishRankings: (_s, updates) => nc.publish(this.topo.rankingSubject(shard), encode({ shard, updates })),
-        feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard)),
+        feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard), this.deps.clock),
         deadLetters,
         clock,
         events,
@@ -242,7 +242,7 @@ export class LocalHosts implements ActorHosts {
         store,
         // A child's counts reach rankings through its parent only.
         publishRankings: () => undefined,
-        feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.hotSubject(adKey(u.ad), u.gen, u.k)),
+        feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.hotSubject(adKey(u.ad), u.gen, u.k), this.deps.clock),
         deadLetters,
         clock,
         events,

@@ -1,6 +1,7 @@
 import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
+import { systemClock, type Clock } from './clock.ts';
 
 export interface StreamMessage {
   seq: number;
@@ -23,6 +24,7 @@ export class ShardFeed {
     private readonly nc: NatsConnection,
     private readonly stream: string,
     private readonly subject: string,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Starts reading at `startSeq`; failures of the read loop go to `onError`. */
@@ -42,8 +44,8 @@ export class ShardFeed {
     // Back-pressure: while the actor's mailbox is full, delivery waits and no new pull goes out, so
     // the server sends no heartbeats either. That is us being slow, not the server being gone.
     let delivering = false;
-    let deliveredAt = Date.now();
-    const backPressured = (): boolean => delivering || Date.now() - deliveredAt < 3000;
+    let deliveredAt = this.clock.now();
+    const backPressured = (): boolean => delivering || this.clock.now() - deliveredAt < 3000;
     // Watchdog: an ordered consumer is R1 and lives on one server. If that server dies, the client
     // keeps retrying it forever (it only recreates on "consumer not found"), so missed heartbeats fail
     // the feed: the actor restarts from its committed sequence with a new consumer on a live server.
@@ -65,7 +67,7 @@ export class ShardFeed {
         delivering = true;
         await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data });
         delivering = false;
-        deliveredAt = Date.now();
+        deliveredAt = this.clock.now();
       }
     })().catch(onError);
   }
