@@ -103,6 +103,8 @@ async function run(natsUrl: string, redisUrl: string, nodeCount: number, split: 
     ADAGG_PREFIX: prefix,
     ADAGG_SHARDS: String(SHARDS),
     ADAGG_MIN_NODES: String(nodeCount),
+    // Several nodes on one host: no per-node /metrics listener.
+    ADAGG_METRICS_PORT: '0',
     ADAGG_JOIN_GRACE_MS: '0',
     ADAGG_HEARTBEAT_INTERVAL_MS: '300',
     ADAGG_NODE_TIMEOUT_MS: '3000',

@@ -11,7 +11,7 @@ import { Progress } from './lib/progress.ts';
 import { markdownTable, profileSection, throughputSvg, writeResults } from './lib/report.ts';
 import { httpRows, latencyRows, medianRun, memoryRows, naiveRows, pipelineRows, recoveryRows, transportRows } from './lib/rows.ts';
 import { deleteStream, startBenchServers, versions } from './lib/servers.ts';
-import { setServiceRoot, startService, type Service } from './lib/service.ts';
+import { setServiceRoot, startBenchService, startService, type Service } from './lib/service.ts';
 import { DriveError, type Sample } from './lib/drive.ts';
 import { int, rate } from './lib/stats.ts';
 import { runHttp, type HttpResult } from './scenarios/http.ts';
@@ -24,14 +24,18 @@ import { runRestart, type RestartResult } from './scenarios/restart.ts';
 import { writeRestartReport } from './lib/restart-report.ts';
 import { runSoak, type SoakResult } from './scenarios/soak.ts';
 import { runTransport, type TransportResult } from './scenarios/transport.ts';
+import { runRisk, type RiskResult } from './scenarios/risk.ts';
+import { riskRows, writeRiskReport } from './lib/risk-report.ts';
+import { runHistory, type HistoryResult } from './scenarios/history.ts';
+import { historyRows, writeHistoryReport } from './lib/history-report.ts';
 import { topology } from '../src/runtime/topology.ts';
 
 const argv = process.argv.slice(2);
 const cfg = parseConfig(argv);
 if (cfg.serviceRoot) setServiceRoot(cfg.serviceRoot);
-// soak and restart write their own files (soak-*.json/svg, soak.md; restart.json/md); alone, they
-// leave latest.* untouched.
-const soakOnly = [...cfg.only].every((s) => s === 'soak' || s === 'restart');
+// soak, restart, risk and history write their own files (soak-*.json/svg, soak.md; restart.json/md;
+// risk.json/md; history.json/md); alone, they leave latest.* untouched.
+const soakOnly = [...cfg.only].every((s) => s === 'soak' || s === 'restart' || s === 'risk' || s === 'history');
 const command =
   process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
@@ -84,6 +88,8 @@ let recovery: RecoveryResult | undefined;
 let dedup: DedupMemory | undefined;
 let soak: SoakResult | undefined;
 let restart: RestartResult | undefined;
+let risk: RiskResult | undefined;
+let history: HistoryResult | undefined;
 
 try {
   if (cfg.only.has('pipeline') || cfg.only.has('memory')) {
@@ -105,14 +111,7 @@ try {
     const prefix = freshPrefix(kind);
     await attempt(name, async () => {
       progress.set({ phase: `${name}: starting service`, sent: 0, done: undefined });
-      const svc = await startService({
-        natsUrl: servers.natsUrl,
-        redisUrl: servers.redisUrl,
-        prefix,
-        shards: cfg.shards,
-        logFile: path.join(servers.logDir, `service-${prefix}.log`),
-        env: cfg.serviceEnv,
-      });
+      const svc = await startBenchService({ cfg, servers }, prefix);
       try {
         await f(svc, prefix);
         await svc.stop(5000);
@@ -130,6 +129,8 @@ try {
   if (cfg.only.has('memory')) dedup = await attempt('memory', async () => dedupMemory());
   if (cfg.only.has('soak')) soak = await attempt('soak', () => runSoak(ctx, { command, versions: v }));
   if (cfg.only.has('restart')) restart = await attempt('restart', () => runRestart(ctx, cfg.restartIds));
+  if (cfg.only.has('risk')) risk = await attempt('risk', () => runRisk(ctx));
+  if (cfg.only.has('history')) history = await attempt('history', () => runHistory(ctx));
 } finally {
   progress.stop();
   await servers.stop();
@@ -142,6 +143,8 @@ if (latency) rows.push(...latencyRows(latency));
 if (http) rows.push(...httpRows(http));
 if (recovery) rows.push(...recoveryRows(recovery));
 if (cfg.only.has('memory')) rows.push(...memoryRows(runs, dedup));
+if (risk) rows.push(...riskRows(risk));
+if (history) rows.push(...historyRows(history));
 // Scenario order (failure rows were added when they happened); within a scenario, figures first.
 const order = (r: Row): number => {
   const i = (SCENARIOS as readonly string[]).indexOf(r.scenario);
@@ -174,6 +177,8 @@ const svg = m
 if (failedRun) data.pipelineFailedRun = failedRun;
 Object.assign(data, { pipeline: runs.map((r) => ({ ...r, samples: r === m ? r.samples : undefined })), transport, naive, latency, http, recovery, dedup });
 const restartFiles = restart ? await writeRestartReport(cfg.outDir, restart, { command, versions: v, serviceEnv: cfg.serviceEnv }) : [];
+if (risk) restartFiles.push(...(await writeRiskReport(cfg.outDir, risk, { command, versions: { ...v }, shards: cfg.shards })));
+if (history) restartFiles.push(...(await writeHistoryReport(cfg.outDir, history, { command, versions: { ...v }, shards: cfg.shards, quick: cfg.quick, dayClicks: cfg.historyDayClicks })));
 if (soakOnly) {
   console.log(`\n${markdownTable(rows)}\n`);
   console.error(`wrote ${[...(soak?.files ?? []), ...restartFiles].map((f) => path.relative(process.cwd(), f)).join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);

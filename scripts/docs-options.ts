@@ -21,10 +21,11 @@ const ROOT = path.resolve(import.meta.dirname, '..');
  * listed in the table after the options.
  */
 export const PROCESS_ENV_VARS: ReadonlyArray<{ env: string; default: string; doc: string }> = [
-  { env: 'ADAGG_LOG_LEVEL', default: '`info`', doc: 'pino level (logs are JSON lines)' },
+  { env: 'ADAGG_LOG_LEVEL', default: '`info`', doc: 'pino level (format: ADAGG_LOG_FORMAT)' },
   { env: 'ADAGG_NODE_ID', default: '`local` (start) / host-pid (node)', doc: 'runtime node id (`[A-Za-z0-9_-]`)' },
   { env: 'ADAGG_NATS_SERVER', default: '`nats-server` on `PATH`', doc: 'the nats-server binary `npm start` and the tests run' },
   { env: 'ADAGG_REDIS_SERVER', default: '`redis-server` on `PATH`', doc: 'the redis-server binary `npm start` and the tests run' },
+  { env: 'ADAGG_TOKEN', default: '(none)', doc: 'bearer token `adagg ingest` sends (`--token` overrides it)' },
 ];
 
 /** What an option accepts: its kind and bounds. */
@@ -37,7 +38,7 @@ function accepts(spec: OptionSpec): string {
     case 'list':
       return spec.accepts;
     case 'url':
-      return 'URL';
+      return spec.accepts ?? 'URL';
   }
 }
 

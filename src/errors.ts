@@ -44,6 +44,38 @@ export const ErrorCode = {
   ScanLimit: 'ADAGG_E_SCAN_LIMIT',
   ScanFailed: 'ADAGG_E_SCAN_FAILED',
   Internal: 'ADAGG_E_INTERNAL',
+  // Issue 11: authentication, bounds and hostile input.
+  Unauthenticated: 'ADAGG_E_UNAUTHENTICATED',
+  Forbidden: 'ADAGG_E_FORBIDDEN',
+  OriginNotAllowed: 'ADAGG_E_ORIGIN_NOT_ALLOWED',
+  TooManyConnections: 'ADAGG_E_TOO_MANY_CONNECTIONS',
+  RateLimited: 'ADAGG_E_RATE_LIMITED',
+  TooManySubscriptions: 'ADAGG_E_TOO_MANY_SUBSCRIPTIONS',
+  JobQuota: 'ADAGG_E_JOB_QUOTA',
+  JobCancelled: 'ADAGG_E_JOB_CANCELLED',
+  BadEncoding: 'ADAGG_E_BAD_ENCODING',
+  UriTooLong: 'ADAGG_E_URI_TOO_LONG',
+  HeadersTooLarge: 'ADAGG_E_HEADERS_TOO_LARGE',
+  RequestTimeout: 'ADAGG_E_REQUEST_TIMEOUT',
+  NatsUnavailable: 'ADAGG_E_NATS_UNAVAILABLE',
+  RedisUnavailable: 'ADAGG_E_REDIS_UNAVAILABLE',
+  InstanceLocked: 'ADAGG_E_INSTANCE_LOCKED',
+  // Issue 14: invalid-click filtering.
+  /** The ADAGG_RISK_RULES file cannot be read or is not a valid rules document (refused at start; a bad reload keeps the old rules). */
+  RiskRulesInvalid: 'ADAGG_E_RISK_RULES',
+  // Issue 14: invalid-click filtering (gateway queries).
+  UnknownRule: 'ADAGG_E_UNKNOWN_RULE',
+  WindowBeyondHorizon: 'ADAGG_E_WINDOW_BEYOND_HORIZON',
+  // Issue 10: reconciliation.
+  /** A shard's archiver has not archived every message its actor applied; `adagg reconcile` waited --wait-ms for it. */
+  ArchiveBehind: 'ADAGG_E_ARCHIVE_BEHIND',
+  /** No reconciliation report is stored for that day. */
+  NoReconciliation: 'ADAGG_E_NO_RECONCILIATION',
+  // Issue 10: the raw archive (logged by archivers, never an HTTP answer).
+  /** A file the archiver's last commit names is neither at its final path nor staged: its range is archived again. */
+  ArchiveFileMissing: 'ADAGG_E_ARCHIVE_FILE_MISSING',
+  /** Stream retention removed messages before they were archived (ADAGG_RAW_RETENTION_MS too short for an archiver outage). */
+  ArchiveGap: 'ADAGG_E_ARCHIVE_GAP',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -8,8 +8,8 @@ import type { WorkloadSpec } from './workload.ts';
 
 /** The default (full) run. */
 export const SCENARIOS = ['pipeline', 'transport', 'naive', 'latency', 'http', 'recovery', 'memory'] as const;
-/** Long scenarios that run only when named (`npm run bench -- soak` or `--only soak`). */
-export const EXTRA_SCENARIOS = ['soak', 'restart'] as const;
+/** Scenarios that run only when named (`npm run bench -- soak` or `--only soak`); each writes its own report. */
+export const EXTRA_SCENARIOS = ['soak', 'restart', 'risk', 'history'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number] | (typeof EXTRA_SCENARIOS)[number];
 const KNOWN: readonly string[] = [...SCENARIOS, ...EXTRA_SCENARIOS];
 
@@ -66,6 +66,14 @@ export interface BenchConfig {
   restartShards: number;
   /** restart: event time of its workload spans this many minutes before the current one. */
   restartSpanMinutes: number;
+  /** risk: events per run (--events; default 500,000, quick 200,000). */
+  riskEvents: number;
+  /** history: events per archive off/on run (--events; default 2,000,000, quick 500,000). */
+  historyEvents: number;
+  /** history: original clicks of the generated day (--day-clicks; default 20,000,000, quick 2,000,000). */
+  historyDayClicks: number;
+  /** history: ads of the generated day. */
+  historyAds: number;
 }
 
 export function parseConfig(argv: string[]): BenchConfig {
@@ -91,6 +99,7 @@ export function parseConfig(argv: string[]): BenchConfig {
       label: { type: 'string' },
       ids: { type: 'string' },
       backlog: { type: 'string' },
+      'day-clicks': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -98,11 +107,15 @@ export function parseConfig(argv: string[]): BenchConfig {
     console.log(`npm run bench -- [scenario ...] [--quick] [--only ${KNOWN.join(',')}] [--cpu-prof]
   scenario ...   run only these (same as --only); without one: ${SCENARIOS.join(', ')}
                  (soak and restart only run when named: npm run bench -- soak --rate 10000 --minutes 15,
-                 npm run bench -- restart --ids 40000000)
+                 npm run bench -- restart --ids 40000000, npm run bench -- risk: the example
+                 invalid-click rules on next to off, writes bench/results/risk.md;
+                 npm run bench -- history: archive off next to on, reconcile of a generated day,
+                 writes bench/results/history.md)
   --quick        small sizes (< 2 min), for a smoke test
   --only a,b     run only these scenarios
   --cpu-prof     V8 CPU profile of the service during the first pipeline run (top self time in the report)
-  --events N     events per pipeline/transport/naive run (default 2,000,000; quick 200,000)
+  --events N     events per pipeline/transport/naive run (default 2,000,000; quick 200,000),
+                 per risk run (default 500,000; quick 200,000)
   --runs N       pipeline repetitions, or restart cycles (default 3; quick 1)
   --window N     concurrent publish calls (default 32)
   --batch N      producer maxBatch (default 500)
@@ -121,7 +134,9 @@ export function parseConfig(argv: string[]): BenchConfig {
                  quick 2,000,000)
   --backlog N    restart: events published while the service is down (default 100,000: 10 s of the
                  specified average load, 2 s of its peak)
-                 restart: --runs N kill/restart cycles on the one built state (default 3; quick 1)`);
+                 restart: --runs N kill/restart cycles on the one built state (default 3; quick 1)
+  --day-clicks N history: original clicks of the generated day (default 20,000,000; quick 2,000,000);
+                 --events N: events per archive off/on run (default 2,000,000; quick 500,000)`);
     process.exit(0);
   }
   const quick = values.quick === true;
@@ -171,6 +186,10 @@ export function parseConfig(argv: string[]): BenchConfig {
     restartRuns: n(values.runs, quick ? 1 : 3),
     restartShards: n(values.shards, 16),
     restartSpanMinutes: 30,
+    riskEvents: n(values.events, quick ? 200_000 : 500_000),
+    historyEvents: n(values.events, quick ? 500_000 : 2_000_000),
+    historyDayClicks: n(values['day-clicks'], quick ? 2_000_000 : 20_000_000),
+    historyAds: 200_000,
   };
 }
 

@@ -9,6 +9,10 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
+import type { Redis } from 'ioredis';
+import type { Ctx } from './context.ts';
+import type { AckTracker } from './publisher.ts';
+import { readMetas } from './redis-state.ts';
 import { sleep } from './stats.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -96,6 +100,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     ADAGG_SHARDS: String(o.shards),
     ADAGG_HTTP_PORT: String(port),
     ADAGG_HTTP_HOST: '127.0.0.1',
+    ADAGG_AUTH: 'off',
     ADAGG_IDLE_TIMEOUT_MS: '1000',
     ADAGG_LOG_LEVEL: o.logLevel ?? 'warn',
     ...o.env,
@@ -266,4 +271,29 @@ export async function metric(url: string, name: string): Promise<Map<string, num
     if (m && m[1] === name) out.set(m[2] ?? '', Number(m[3]));
   }
   return out;
+}
+
+/** The service of a bench scenario: this run's servers and shards, `cfg.serviceEnv` plus `env`, a log file per prefix. */
+export function startBenchService(ctx: Pick<Ctx, 'cfg' | 'servers'>, prefix: string, env: Record<string, string> = {}, more: Partial<ServiceOptions> = {}): Promise<Service> {
+  const { cfg, servers } = ctx;
+  return startService({
+    natsUrl: servers.natsUrl,
+    redisUrl: servers.redisUrl,
+    prefix,
+    shards: cfg.shards,
+    logFile: path.join(servers.logDir, `service-${prefix}.log`),
+    env: { ...cfg.serviceEnv, ...env },
+    ...more,
+  });
+}
+
+/**
+ * drive()'s probe for a service run: the events whose shards have committed past them, whether
+ * every shard committed its last published message, and the service's RSS.
+ */
+export function committedProbe(rd: Redis, prefix: string, shards: number, tracker: AckTracker, pid: number): () => Promise<{ done: number; complete: boolean; rss: number }> {
+  return async () => {
+    const metas = await readMetas(rd, prefix, shards);
+    return { done: tracker.eventsThrough(metas.map((m) => m.seq)), complete: metas.every((m, s) => m.seq >= tracker.lastSeq[s]!), rss: rssOf(pid) };
+  };
 }

@@ -15,7 +15,7 @@ import { drive, type Sample } from '../lib/drive.ts';
 import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas, type Exactness } from '../lib/redis-state.ts';
 import { deleteStream } from '../lib/servers.ts';
-import { actorFailures, metric, rssOf, serviceStatus, stallGuard, startService } from '../lib/service.ts';
+import { actorFailures, committedProbe, metric, rssOf, serviceStatus, stallGuard, startBenchService } from '../lib/service.ts';
 import { int, max, median, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import { Workload } from '../lib/workload.ts';
 
@@ -55,15 +55,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
   const prefix = freshPrefix('p');
   const profDir = cfg.cpuProf && index === 0 ? await mkdtemp(path.join(os.tmpdir(), 'adagg-bench-prof-')) : undefined;
   ctx.progress.set({ phase: `pipeline run ${index + 1}/${cfg.pipelineRuns}: starting service`, sent: 0, done: 0 });
-  const svc = await startService({
-    natsUrl: servers.natsUrl,
-    redisUrl: servers.redisUrl,
-    prefix,
-    shards: cfg.shards,
-    logFile: path.join(servers.logDir, `service-${prefix}.log`),
-    env: cfg.serviceEnv,
-    ...(profDir ? { cpuProfDir: profDir } : {}),
-  });
+  const svc = await startBenchService(ctx, prefix, {}, profDir ? { cpuProfDir: profDir } : {});
   try {
     await sleep(500);
     const baseline = rssOf(svc.pid);
@@ -71,14 +63,7 @@ export async function pipelineRun(ctx: Ctx, index: number, events: number): Prom
     const tracker = new AckTracker(cfg.shards);
     const producer = new TrackingProducer(servers.nc, topology(prefix), cfg.shards, cfg.maxBatch, tracker);
     const meter = new CpuMeter({ service: svc.pid, nats: servers.nats.pid, redis: servers.redis.pid });
-    const r = await drive(ctx, `pipeline run ${index + 1}/${cfg.pipelineRuns}`, w, producer, async () => {
-      const metas = await readMetas(servers.rd, prefix, cfg.shards);
-      return {
-        done: tracker.eventsThrough(metas.map((m) => m.seq)),
-        complete: metas.every((m, s) => m.seq >= tracker.lastSeq[s]!),
-        rss: rssOf(svc.pid),
-      };
-    }, 12 * 60_000, stallGuard(svc));
+    const r = await drive(ctx, `pipeline run ${index + 1}/${cfg.pipelineRuns}`, w, producer, committedProbe(servers.rd, prefix, cfg.shards, tracker, svc.pid), 12 * 60_000, stallGuard(svc));
     const cpu = meter.read();
     const cores = {
       service: cpu.cores.service!,

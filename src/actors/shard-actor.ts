@@ -1,22 +1,25 @@
-import type { BatchResult, ControlResult } from '../model/apply-results.ts';
+import type { BatchResult, ControlResult, RiskResult } from '../model/apply-results.ts';
 import type { Click } from '../model/click.ts';
 import type { HotControl } from '../model/hot-messages.ts';
 import type { HotSeenReply, HotSplitStatus, RetiredSplit, SplitView } from '../model/hot-report.ts';
 import type { RankSpec } from '../model/rank-spec.ts';
+import type { RiskMessage } from '../model/risk-messages.ts';
 import type { RankingState, RankingUpdate } from '../model/rankings.ts';
 import type { ShardActorConfig } from '../model/shard-config.ts';
-import type { AdQuery, AdQueryReply, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
+import type { AdQuery, AdQueryReply, OffendersQuery, OffendersReply, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
 import type { CountWrite, ShardCommit, StateOp, StateReader } from '../model/shard-state.ts';
 import { MINUTE_MS, minuteOf } from '../model/time.ts';
 import type { RestoreStats, ShardActorPorts, ShardBehaviour } from '../runtime/shard-behaviour.ts';
 import { classifyBatch, type Classified } from './shard/batch-classify.ts';
-import { ClickDedup } from './shard/click-dedup.ts';
 import { applyHotControl } from './shard/hot-handlers.ts';
 import { HotState } from './shard/hot-split.ts';
 import { MinuteCounts } from './shard/minute-counts.ts';
 import { ShardRankings } from './shard/rankings.ts';
-import { dedupBucketMinutes, encodeShardHead, NO_TIME, readShardImage, type ShardImage } from './shard/shard-codec.ts';
-import { dedupPart } from './shard/state-head.ts';
+import { applyVerdictChanges } from './shard/risk-counts.ts';
+import type { RiskEngine } from './shard/risk-engine.ts';
+import { newRiskEngine, riskRulesOf } from './shard/risk-setup.ts';
+import { encodeShardHead, freshDedup, NO_TIME, readShardImage, type ShardImage } from './shard/shard-codec.ts';
+import type { ShardDedup } from './shard/shard-dedup.ts';
 import { ShardWindows } from './shard/windows.ts';
 
 /**
@@ -27,7 +30,7 @@ import { ShardWindows } from './shard/windows.ts';
  * It is pure state plus two injected ports (clock, closed-count reader) and implements the
  * runtime's actor contract (runtime/shard-behaviour.ts): the shard host feeds it stream messages in
  * order, one at a time, and persists `prepareCommit()` atomically. Its parts: the windows and
- * corrections (shard/windows.ts), the dedupe table (shard/click-dedup.ts), the live rankings
+ * corrections (shard/windows.ts), the keyed click-id dedupe (shard/shard-dedup.ts), the live rankings
  * (shard/rankings.ts), hot-ad splitting (shard/hot-split.ts, shard/hot-handlers.ts) and the
  * persisted form (shard/shard-codec.ts). This class owns the stream position and the watermark,
  * and decides what each message does to the parts.
@@ -38,7 +41,7 @@ export class ShardActor implements ShardBehaviour {
   private wm: number;
   private expiredBeforeMinute: number;
   private readonly windows: ShardWindows;
-  private readonly dedup: ClickDedup;
+  private readonly dedup: ShardDedup;
   private readonly rankings: ShardRankings;
   private readonly hot: HotState;
   private lastBatchWallMs: number;
@@ -46,6 +49,8 @@ export class ShardActor implements ShardBehaviour {
   readonly restoreStats: RestoreStats | undefined;
   /** Changes to parts handed out by the dedupe table and hot state, not yet committed. */
   private unsentOps: StateOp[] = [];
+  /** Invalid-click rules (docs/risk.md): created by the first rules or presence message; absent: every click is valid. */
+  private risk: RiskEngine | undefined;
 
   /** A fresh actor, or (`image`) one rebuilt from its committed state by `ShardActor.restore`. */
   constructor(
@@ -66,9 +71,11 @@ export class ShardActor implements ShardBehaviour {
       (reads) => ports.readClosed(reads),
       image ? { closedThrough: image.progress.closedThrough, open: image.open } : undefined,
     );
-    this.dedup = image?.dedup ?? new ClickDedup({ bucketMinutes: dedupBucketMinutes(config) });
+    this.dedup = image?.dedup ?? freshDedup(config);
     this.hot = image?.hot ?? new HotState();
+    this.risk = image?.risk;
     this.restoreStats = image?.restoreStats;
+    this.reseal();
   }
 
   /**
@@ -117,12 +124,21 @@ export class ShardActor implements ShardBehaviour {
     const oldest = this.wm === NO_TIME ? -Infinity : this.wm - this.config.retentionMs;
     const b = classifyBatch(clicks, { oldest, dedup: this.dedup, hot: this.hot, askParent: this.ports.seenByParent !== undefined }, res);
     if (this.ports.seenByParent && b.fresh.length > 0) await this.dropSeenByParent(b, res);
-    await this.windows.loadCorrections(b.fresh);
-    for (let i = 0; i < b.kept.length; i++) this.dedup.addHashed(b.his[i]!, b.los[i]!, minuteOf(b.kept[i]!.ts));
     let maxTs = this.maxTs;
-    for (const c of b.fresh) {
-      if (this.windows.addClick(c)) res.late++;
-      if (c.ts > maxTs) maxTs = c.ts;
+    if (this.risk) {
+      // Verdicts first (a late click can change earlier ones), then each change moves counts.
+      for (let i = 0; i < b.kept.length; i++) this.dedup.add(b.his[i]!, b.los[i]!, minuteOf(b.kept[i]!.ts));
+      const moved = await applyVerdictChanges(this.windows, this.config.dimensions, this.risk.add(b.fresh, seq));
+      res.late += moved.late;
+      if (hasMoves(moved.tally)) res.risk = moved.tally;
+      for (const c of b.fresh) if (c.ts > maxTs) maxTs = c.ts;
+    } else {
+      await this.windows.loadCorrections(b.fresh);
+      for (let i = 0; i < b.kept.length; i++) this.dedup.add(b.his[i]!, b.los[i]!, minuteOf(b.kept[i]!.ts));
+      for (const c of b.fresh) {
+        if (this.windows.addClick(c)) res.late++;
+        if (c.ts > maxTs) maxTs = c.ts;
+      }
     }
     res.counted = b.fresh.length;
     if (b.diverted.length > 0) {
@@ -137,11 +153,42 @@ export class ShardActor implements ShardBehaviour {
     return res;
   }
 
+  /**
+   * Applies a risk message at `seq` (docs/risk.md): new rules re-evaluate the clicks held, a
+   * presence report updates a spread group this shard is the risk partition of, a verdict marks a
+   * spread group of this shard's ads. Verdict changes move counts like late clicks.
+   */
+  async applyRisk(seq: number, msg: RiskMessage): Promise<RiskResult> {
+    if (seq <= this.seq) return { skipped: true };
+    const res: RiskResult = { skipped: false };
+    if (typeof this.config.shard === 'number' && this.config.shards !== undefined && !this.hot.childEnded) {
+      const place = { unit: this.config.shard, partitions: this.config.shards };
+      let changes: ReturnType<RiskEngine['add']> = [];
+      if (msg.kind === 'rules') {
+        const rules = riskRulesOf(msg.version, msg.rules);
+        if (this.risk) changes = this.risk.setRules(rules, seq);
+        else if (rules.rules.length > 0) this.risk = newRiskEngine(rules, place);
+      } else {
+        this.risk ??= newRiskEngine(riskRulesOf('', []), place);
+        const items = msg.kind === 'batch' ? msg.items : [msg];
+        const presence = items.filter((m) => m.kind === 'presence');
+        const verdicts = items.filter((m) => m.kind === 'verdict');
+        if (presence.length > 0) this.risk.applyPresences(presence, seq);
+        if (verdicts.length > 0) changes = this.risk.applyVerdicts(verdicts, seq);
+      }
+      const moved = await applyVerdictChanges(this.windows, this.config.dimensions, changes);
+      if (hasMoves(moved.tally)) res.risk = moved.tally;
+    }
+    this.seq = seq;
+    return res;
+  }
+
   /** A hot child: a click its parent counted before the split is a duplicate here. */
   private async dropSeenByParent(b: Classified, res: BatchResult): Promise<void> {
+    // Two pairs per click (keyed, legacy: see classifyBatch): seen if the parent holds either.
     const seen = await this.ports.seenByParent!(b.freshHashes, b.freshTs);
     let w = 0;
-    for (let i = 0; i < b.fresh.length; i++) if (!seen[i]) b.fresh[w++] = b.fresh[i]!;
+    for (let i = 0; i < b.fresh.length; i++) if (!seen[2 * i] && !seen[2 * i + 1]) b.fresh[w++] = b.fresh[i]!;
     res.duplicates += b.fresh.length - w;
     b.fresh.length = w;
   }
@@ -161,10 +208,16 @@ export class ShardActor implements ShardBehaviour {
     return this.closedThrough > before;
   }
 
+  /** Raises the sealing bound as the watermark or the held clicks move (ShardWindows.sealFor). */
+  private reseal(): void {
+    if (this.wm !== NO_TIME) this.windows.sealFor(this.wm, this.config.retentionMs, this.risk?.oldestHeldMinute());
+  }
+
   private advanceWatermark(w: number): void {
     if (w <= this.wm) return;
     this.wm = w;
     this.closeUpTo(Math.floor(w / MINUTE_MS) - 1);
+    this.reseal();
   }
 
   /** Closes the open minutes up to `minute`, held back while a split ad's children have not closed them. */
@@ -178,7 +231,9 @@ export class ShardActor implements ShardBehaviour {
     if (minMinute <= this.expiredBeforeMinute) return;
     this.dedup.expireBefore(minMinute);
     this.hot.expireBefore(minMinute);
+    this.risk?.expire(this.wm - this.config.retentionMs, this.config.retentionMs);
     this.expiredBeforeMinute = minMinute;
+    this.reseal();
   }
 
   /**
@@ -192,11 +247,12 @@ export class ShardActor implements ShardBehaviour {
   prepareCommit(committedSeq: number, force = false): ShardCommit | null {
     const writes: CountWrite[] = [];
     const closing = this.windows.changedWrites(writes);
-    const d = this.dedup.takeChanges();
-    for (const a of d.appends) this.unsentOps.push({ kind: 'append', part: dedupPart(a.block), bytes: a.bytes });
-    for (const b of d.dropped) this.unsentOps.push({ kind: 'del', part: dedupPart(b) });
+    for (const op of this.dedup.takeChanges()) this.unsentOps.push(op);
     for (const op of this.hot.takeChanges()) this.unsentOps.push(op);
-    if (!force && !closing && writes.length === 0 && this.unsentOps.length === 0 && this.seq === committedSeq) return null;
+    if (this.risk) for (const op of this.risk.takeOps()) this.unsentOps.push(op);
+    const outbox = this.risk?.outbox() ?? [];
+    const corrections = this.windows.pendingCorrections();
+    if (!force && !closing && writes.length === 0 && this.unsentOps.length === 0 && outbox.length === 0 && this.seq === committedSeq) return null;
     return {
       seq: this.seq,
       watermark: this.wm,
@@ -204,6 +260,8 @@ export class ShardActor implements ShardBehaviour {
       head: this.head(),
       writes,
       ops: [...this.unsentOps],
+      ...(outbox.length > 0 ? { outbox: [...outbox] } : {}),
+      ...(corrections.length > 0 ? { corrections } : {}),
     };
   }
 
@@ -214,12 +272,13 @@ export class ShardActor implements ShardBehaviour {
   committed(_c: ShardCommit): void {
     this.windows.committed();
     this.unsentOps = [];
+    this.risk?.outboxSent();
   }
 
   /** The head of the persisted state (state-head.ts): scalars and the names of its parts. */
   head(): Uint8Array {
     const progress = { lastSeq: this.seq, maxEventTs: this.maxTs, watermark: this.wm, closedThrough: this.closedThrough, expiredBeforeMinute: this.expiredBeforeMinute };
-    return encodeShardHead(this.config, progress, this.windows.openMinutes(), this.dedup, this.hot);
+    return encodeShardHead(this.config, progress, this.windows.openMinutes(), this.dedup, this.hot, this.risk?.head());
   }
 
   /** Applies a hot-split control message (split, unsplit, a child's report, an end marker) at `seq`. */
@@ -281,6 +340,11 @@ export class ShardActor implements ShardBehaviour {
     return this.windows.queryTop(q);
   }
 
+  riskOffenders(q: OffendersQuery): OffendersReply {
+    const horizonFromMs = this.wm === NO_TIME ? 0 : this.wm - this.config.retentionMs;
+    return { offenders: this.risk?.offenders(q.rule, q.fromMs, q.toMs, q.limit) ?? [], horizonFromMs };
+  }
+
   /** Ranking updates to publish now (final lists on minute close, provisional deltas if due). */
   rankingUpdates(withProvisional: boolean): RankingUpdate[] {
     const now = this.ports.clock.now();
@@ -335,6 +399,13 @@ export class ShardActor implements ShardBehaviour {
       trackedIds: this.dedup.size,
       dedupBytes: this.dedup.byteLength,
       retainedMinutes: this.rankings.retainedMinutes,
+      riskClicks: this.risk?.size ?? 0,
+      sealedThrough: this.windows.sealedThrough,
+      sealedRefusals: this.windows.sealedRefusals,
     };
   }
+}
+
+function hasMoves(t: { taken: Record<string, number>; released: Record<string, number> }): boolean {
+  return Object.keys(t.taken).length > 0 || Object.keys(t.released).length > 0;
 }

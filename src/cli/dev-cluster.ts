@@ -2,20 +2,28 @@
  * `adagg dev --cluster`: a whole multi-process cluster on one machine, for development and demos.
  * Three nats-servers as one JetStream cluster, one redis-server (AOF), N runtime nodes and one
  * gateway as child processes (`adagg node`, `adagg gateway`) with prefixed output. Ctrl-C/SIGTERM
- * stops the children first (final snapshots), then the servers.
+ * stops the children first (final snapshots), then the servers, within ADAGG_SHUTDOWN_TIMEOUT_MS
+ * plus a margin; a second Ctrl-C exits at once (src/cli/shutdown.ts). The servers run in their own
+ * process groups, so a Ctrl-C never stops them before the nodes' final commits. One dev cluster per
+ * data directory (src/cli/instance-lock.ts).
  */
+import { devAuth } from './dev-token.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
 import { compileOptions, optionsFromEnv } from '../options.ts';
 import { startRedisServer, type ServerHandle } from '../runtime/local-servers.ts';
+import { createLogger } from '../runtime/logger.ts';
 import { startNatsCluster, type NatsCluster } from '../runtime/nats-cluster.ts';
 import { adaggNodeArgs } from './entry-points.ts';
-import { reapStaleServers, recordServers } from './stale-servers.ts';
+import { acquireInstanceLock } from './instance-lock.ts';
+import { Shutdown } from './shutdown.ts';
+import { forgetServers, reapStaleServers, recordServers } from './stale-servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const CHILD_STOP_GRACE_MS = 10_000;
+// The children stop within their own ADAGG_SHUTDOWN_TIMEOUT_MS; this margin covers their exit and the servers' stop.
+const STOP_MARGIN_MS = 5_000;
 const READY_TIMEOUT_MS = 90_000;
 const NATS_SERVERS = 3;
 
@@ -64,15 +72,15 @@ function spawnAdagg(name: string, args: string[], env: NodeJS.ProcessEnv, width:
   return p;
 }
 
-async function stopProc(p: Proc): Promise<void> {
+async function stopProc(p: Proc, graceMs: number): Promise<void> {
   if (p.done) return;
   p.child.kill('SIGTERM');
   const timer = setTimeout(() => {
     if (!p.done) {
-      process.stderr.write(`adagg dev: ${p.name} did not stop within ${CHILD_STOP_GRACE_MS / 1000}s, killing it\n`);
+      process.stderr.write(`adagg dev: ${p.name} did not stop within ${String(graceMs / 1000)}s, killing it\n`);
       p.child.kill('SIGKILL');
     }
-  }, CHILD_STOP_GRACE_MS);
+  }, graceMs);
   await p.exited;
   clearTimeout(timer);
 }
@@ -101,7 +109,7 @@ class DevCluster {
   private readonly procs: Proc[] = [];
   private nats: NatsCluster | undefined;
   private stopping: Promise<void> | undefined;
-  private signalled = false;
+  private readonly shutdown: Shutdown;
   private readonly dir: string;
   private readonly nodeCount: number;
 
@@ -112,27 +120,45 @@ class DevCluster {
   ) {
     this.dir = path.resolve(o.dataDir, 'cluster');
     this.nodeCount = opts.nodes ?? 3;
+    this.shutdown = new Shutdown(createLogger('adagg-dev'), { timeoutMs: o.shutdownTimeoutMs + STOP_MARGIN_MS });
   }
 
   async run(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    const { shutdown } = this;
+    // Before the reaper: the servers of a live dev cluster in this directory are not leftovers.
+    const lock = await acquireInstanceLock(this.dir, 'adagg dev --cluster');
+    shutdown.add('instance lock', () => lock.release());
     const reaped = await reapStaleServers(this.dir);
     if (reaped.length) console.log(`adagg dev: stopped servers left by a previous run that was killed (pids ${reaped.join(', ')})`);
-    this.installSignalHandlers();
+    // One step: nodes and gateway first, then the servers (stopAll's order).
+    shutdown.add('cluster', () => this.stopAll());
+    shutdown.onForce(() => {
+      for (const p of this.procs) if (!p.done) p.child.kill('SIGKILL');
+      for (const s of [...this.servers, ...(this.nats?.servers ?? [])]) s.stopNow();
+    });
+    shutdown.install();
+    process.on('exit', () => {
+      for (const p of this.procs) if (!p.done) p.child.kill('SIGKILL');
+    });
     try {
       const { nats, redis } = await this.startServers();
-      if (this.signalled) return;
-      const names = this.spawnProcesses(nats.url, redis.url);
+      if (shutdown.stopping) return;
+      // The gateway child needs tokens (auth is on by default): the cluster's own dev token.
+      const dev = await devAuth({ ...this.o, dataDir: this.dir });
+      const names = this.spawnProcesses(nats.url, redis.url, dev.options.tokensFile);
       const gatewayUrl = `http://127.0.0.1:${this.o.httpPort}`;
       if (!(await gatewayReady(gatewayUrl, this.procs[this.procs.length - 1]!))) {
-        if (this.signalled) return;
+        if (shutdown.stopping) return;
         console.error(`adagg dev: the gateway did not become ready at ${gatewayUrl} (see its output above); stopping`);
-        await this.stopAll();
+        await shutdown.close();
         process.exit(1);
       }
-      this.printBanner(gatewayUrl, nats.url, redis.url, names);
+      this.printBanner(gatewayUrl, nats.url, redis.url, names, dev.readyLines(gatewayUrl));
     } catch (err) {
-      await this.stopAll().catch(() => undefined);
+      if (shutdown.stopping) return;
+      await shutdown.close();
+      shutdown.uninstall();
       throw err;
     }
   }
@@ -140,27 +166,12 @@ class DevCluster {
   /** Nodes first (they commit final snapshots while NATS and Redis are up), then the servers. */
   private stopAll(): Promise<void> {
     return (this.stopping ??= (async () => {
-      await Promise.all(this.procs.map(stopProc));
+      console.log('\nadagg dev: stopping nodes and gateway, then the servers');
+      await Promise.all(this.procs.map((p) => stopProc(p, this.o.shutdownTimeoutMs + STOP_MARGIN_MS / 2)));
       await this.nats?.stop();
       await Promise.all(this.servers.map((s) => s.stop()));
+      await forgetServers(this.dir);
     })());
-  }
-
-  private installSignalHandlers(): void {
-    const onSignal = (signal: string): void => {
-      if (this.signalled) return;
-      this.signalled = true;
-      console.log(`\nadagg dev: ${signal}: stopping nodes and gateway, then the servers`);
-      void this.stopAll().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.on('SIGINT', () => onSignal('SIGINT'));
-    process.on('SIGTERM', () => onSignal('SIGTERM'));
-    process.on('exit', () => {
-      for (const p of this.procs) if (!p.done) p.child.kill('SIGKILL');
-    });
   }
 
   private async startServers(): Promise<{ nats: NatsCluster; redis: ServerHandle }> {
@@ -186,7 +197,7 @@ class DevCluster {
   }
 
   /** Starts the runtime nodes and the gateway (last); returns their names in that order. */
-  private spawnProcesses(natsUrl: string, redisUrl: string): string[] {
+  private spawnProcesses(natsUrl: string, redisUrl: string, tokensFile: string | undefined): string[] {
     const { env, nodeCount } = this;
     const childEnv: NodeJS.ProcessEnv = {
       ...env,
@@ -195,13 +206,17 @@ class DevCluster {
       ADAGG_REPLICAS: String(NATS_SERVERS),
       // Spread the first assignment over all nodes instead of giving everything to the first one up.
       ADAGG_MIN_NODES: env.ADAGG_MIN_NODES ?? String(nodeCount),
+      ...(tokensFile === undefined ? {} : { ADAGG_TOKENS_FILE: tokensFile }),
     };
     const names = [...Array.from({ length: nodeCount }, (_, i) => `node${i + 1}`), 'gateway'];
     const width = Math.max(...names.map((n) => n.length));
     const tty = process.stdout.isTTY === true;
     names.forEach((name, i) => {
       const args = name === 'gateway' ? ['gateway'] : ['node', '--id', name];
-      const p = spawnAdagg(name, args, childEnv, width, tty ? COLORS[i % COLORS.length] : undefined);
+      // Each node its own /metrics port (ADAGG_METRICS_PORT + its index; 0 keeps them off).
+      const metricsBase = Number(env.ADAGG_METRICS_PORT ?? 9464);
+      const procEnv = name === 'gateway' || metricsBase === 0 ? childEnv : { ...childEnv, ADAGG_METRICS_PORT: String(metricsBase + i) };
+      const p = spawnAdagg(name, args, procEnv, width, tty ? COLORS[i % COLORS.length] : undefined);
       this.procs.push(p);
       void p.exited.then((code) => {
         if (!this.stopping) console.log(`adagg dev: ${name} exited unexpectedly (code ${String(code)}); the others keep running`);
@@ -210,13 +225,14 @@ class DevCluster {
     return names;
   }
 
-  private printBanner(gatewayUrl: string, natsUrl: string, redisUrl: string, names: readonly string[]): void {
+  private printBanner(gatewayUrl: string, natsUrl: string, redisUrl: string, names: readonly string[], tokenLines: readonly string[]): void {
     const { dir, o } = this;
     console.log(
       [
         '',
         'adagg dev cluster is up',
         `  gateway   ${gatewayUrl}   (dashboard /, readiness /readyz, metrics /metrics)`,
+        ...tokenLines,
         `  nats      ${natsUrl}   (JetStream cluster 'adagg', streams R${NATS_SERVERS})`,
         `  redis     ${redisUrl}   (appendonly yes)`,
         `  nodes     ${names.slice(0, -1).join(', ')}`,

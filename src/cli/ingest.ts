@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { deriveClickId, isLogLine, parseLogLine } from '../model/log-format.ts';
+import { fileLine, isKeyLine, keyLineHash, lineRecord, type FileLine } from './ingest-lines.ts';
+import { postClicks } from './ingest-post.ts';
 import { Progress } from './progress.ts';
 
 export interface IngestCliOptions {
@@ -9,15 +9,23 @@ export interface IngestCliOptions {
   batchLines: number;
   sourceId?: string | undefined;
   maxAttempts: number;
+  /** Bearer token for the gateway (scope `ingest`); none when the gateway runs with ADAGG_AUTH=off. */
+  token?: string | undefined;
 }
 
 export interface IngestSummary {
   lines: number;
+  /** Clicks stored and counted for the first time. */
   accepted: number;
+  /** Clicks the gateway reported as already ingested (their batch was a JetStream duplicate publish). */
+  duplicates: number;
   rejected: number;
   byCode: Record<string, number>;
   samples: Array<{ file: string; line: number; code: string; error: string }>;
 }
+
+/** Exit code of `adagg ingest` when lines were rejected (without --allow-rejects). */
+export const EXIT_REJECTED = 3;
 
 interface Pending {
   body: string[];
@@ -29,13 +37,14 @@ interface Pending {
  * POST /v1/clicks in batches. Log lines get a click_id derived from the file identity and the
  * line's byte offset, so running the command again on the same file never double counts.
  */
-export async function ingestFiles(files: readonly string[], o: IngestCliOptions, out = process.stderr): Promise<IngestSummary> {
-  const sum: IngestSummary = { lines: 0, accepted: 0, rejected: 0, byCode: {}, samples: [] };
+export async function ingestFiles(files: readonly string[], o: IngestCliOptions, out: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Promise<IngestSummary> {
+  const sum: IngestSummary = { lines: 0, accepted: 0, duplicates: 0, rejected: 0, byCode: {}, samples: [] };
   const reject = (file: string, line: number, code: string, error: string): void => {
     sum.rejected++;
     sum.byCode[code] = (sum.byCode[code] ?? 0) + 1;
     if (sum.samples.length < 20) sum.samples.push({ file, line, code, error });
   };
+  const counts = (): Record<string, number> => ({ accepted: sum.accepted, duplicates: sum.duplicates, rejected: sum.rejected });
   for (const file of files.length ? files : ['-']) {
     const total = file === '-' ? 0 : (await stat(file)).size;
     const progress = new Progress(file, total, out);
@@ -45,40 +54,35 @@ export async function ingestFiles(files: readonly string[], o: IngestCliOptions,
       if (pending.body.length === 0) return;
       const p = pending;
       pending = { body: [], lines: [] };
-      const res = await post(o, p.body.join('\n'));
-      sum.accepted += res.accepted;
+      const res = await postClicks(o, p.body.join('\n'));
+      sum.accepted += res.accepted - res.duplicates;
+      sum.duplicates += res.duplicates;
       for (const r of res.rejected) reject(file, p.lines[r.line - 1] ?? r.line, r.code, r.error);
-      progress.update({ accepted: sum.accepted, rejected: sum.rejected });
+      progress.update(counts());
     };
-    let firstLineHash: string | undefined;
-    for await (const { text, offset, line } of readLines(file)) {
+    let source: string | undefined;
+    for await (const l of readLines(file)) {
       sum.lines++;
-      progress.advance(offset + Buffer.byteLength(text) + 1);
-      const trimmed = text.trim();
-      if (trimmed === '') continue;
-      if (isLogLine(trimmed)) {
-        // Identity = the file plus its first line, so a rotated file with the same name is a new source.
-        firstLineHash ??= createHash('sha256').update(text).digest('hex').slice(0, 16);
-        const parsed = parseLogLine(trimmed, deriveClickId(`${identity}#${firstLineHash}`, offset));
-        if (!parsed.ok) {
-          reject(file, line, parsed.rejection.code, parsed.rejection.error);
-          continue;
-        }
-        pending.body.push(JSON.stringify(parsed.value));
-      } else {
-        firstLineHash ??= createHash('sha256').update(text).digest('hex').slice(0, 16);
-        pending.body.push(trimmed);
+      progress.advance(l.offset + l.bytes + 1);
+      // Identity = the file plus its first line, so a rotated file with the same name is a new source.
+      if (source === undefined && isKeyLine(l)) source = `${identity}#${keyLineHash(l.text)}`;
+      const rec = lineRecord(l, source ?? identity);
+      if (rec.kind === 'skip') continue;
+      if (rec.kind === 'reject') {
+        reject(file, l.line, rec.code, rec.error);
+        continue;
       }
-      pending.lines.push(line);
+      pending.body.push(rec.body);
+      pending.lines.push(l.line);
       if (pending.body.length >= o.batchLines) await flush();
     }
     await flush();
-    progress.done({ accepted: sum.accepted, rejected: sum.rejected });
+    progress.done(counts());
   }
   return sum;
 }
 
-async function* readLines(file: string): AsyncGenerator<{ text: string; offset: number; line: number }> {
+async function* readLines(file: string): AsyncGenerator<FileLine> {
   const stream = file === '-' ? process.stdin : createReadStream(file);
   let buf: Buffer = Buffer.alloc(0);
   let base = 0;
@@ -88,29 +92,11 @@ async function* readLines(file: string): AsyncGenerator<{ text: string; offset: 
     let start = 0;
     for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
       line++;
-      yield { text: buf.toString('utf8', start, nl).replace(/\r$/, ''), offset: base + start, line };
+      yield fileLine(buf.subarray(start, nl), base + start, line);
       start = nl + 1;
     }
     base += start;
     buf = buf.subarray(start);
   }
-  if (buf.length > 0) yield { text: buf.toString('utf8').replace(/\r$/, ''), offset: base, line: line + 1 };
-}
-
-async function post(o: IngestCliOptions, body: string): Promise<{ accepted: number; rejected: Array<{ line: number; code: string; error: string }> }> {
-  let lastErr = '';
-  for (let attempt = 1; attempt <= o.maxAttempts; attempt++) {
-    try {
-      const res = await fetch(`${o.url}/v1/clicks`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body });
-      const json = (await res.json()) as { accepted?: number; rejected?: Array<{ line: number; code: string; error: string }>; code?: string; error?: string };
-      if (res.ok || (res.status === 400 && Array.isArray(json.rejected))) return { accepted: json.accepted ?? 0, rejected: json.rejected ?? [] };
-      lastErr = `${res.status} ${json.code ?? ''} ${json.error ?? ''}`;
-      if (res.status < 500) break;
-    } catch (err) {
-      lastErr = (err as Error).message;
-    }
-    // Safe to resend: the same clicks give the same batch ids and click_ids.
-    await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
-  }
-  throw new Error(`POST ${o.url}/v1/clicks failed: ${lastErr}`);
+  if (buf.length > 0) yield fileLine(buf, base, line + 1);
 }

@@ -1,12 +1,14 @@
 import { parseArgs } from 'node:util';
 import { runDevCluster } from './dev-cluster.ts';
-import { ingestFiles } from './ingest.ts';
+import { INGEST_HELP, ingestCommand } from './ingest-command.ts';
+import { adoptLocalInstance } from './local-instance.ts';
 import { UsageError } from './ops/context.ts';
 import { drainCommand } from './ops/drain.ts';
 import { moveCommand, pinCommand, unpinCommand } from './ops/move.ts';
 import { nodesCommand } from './ops/nodes.ts';
 import { placementCommand } from './ops/placement.ts';
 import { rebalanceCommand } from './ops/rebalance.ts';
+import { RECONCILE_HELP, reconcileCommand } from './ops/reconcile.ts';
 import { splitCommand, unsplitCommand } from './ops/split.ts';
 import { runGateway, runNode } from './services.ts';
 import { startAllInOne } from './start.ts';
@@ -24,7 +26,8 @@ Commands:
   dev       run a local multi-process cluster: adagg dev --cluster
 
 Operator commands (placement in Redis): need REDIS_URL, and ADAGG_PREFIX if the nodes use another one;
-the shard count comes from the placement table unless ADAGG_SHARDS is set:
+without NATS_URL and REDIS_URL they use the local 'npm start' of ./data (or ADAGG_DATA_DIR) from its
+instance.json. The shard count comes from the placement table unless ADAGG_SHARDS is set:
   nodes       list the cluster's nodes: state, shards, load, last heartbeat
   placement   one row per shard: owner, epoch, events/s, lag, handoffs, pins (--watch to follow)
   move        pin a shard to a node and hand it off now: adagg move SHARD NODE [--wait]
@@ -33,13 +36,17 @@ the shard count comes from the placement table unless ADAGG_SHARDS is set:
   rebalance   show or request the controller's next moves; suspend/resume rebalancing
   split       split a hot ad into K child actors: adagg split AD_ID --children K [--wait] (needs NATS_URL)
   unsplit     count a split ad in its shard again: adagg unsplit AD_ID [--wait] (needs NATS_URL)
+  reconcile   compare the raw archive with the stored counts of a day: adagg reconcile --day YYYY-MM-DD
 
-Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage.
+Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage, 3 'adagg ingest' rejected lines.
 Run 'adagg <command> --help' for a command's options. Configuration: environment variables (docs/configuration.md).`,
   start: `Usage: adagg start
 
 Runs one runtime node and the HTTP gateway (ADAGG_HTTP_PORT, default 8080). Without NATS_URL and
-REDIS_URL it starts nats-server -js and redis-server (AOF) with data under ADAGG_DATA_DIR (./data).`,
+REDIS_URL it starts nats-server -js and redis-server (AOF) with data under ADAGG_DATA_DIR (./data).
+With authentication on (ADAGG_AUTH, default) and no ADAGG_TOKENS_FILE it makes a dev token with
+every scope (ADAGG_DATA_DIR/dev-token, reused on the next start) and prints it with a dashboard URL
+that carries it. SIGHUP re-reads ADAGG_TOKENS_FILE when one is set.`,
   node: `Usage: adagg node --id ID
 
 Runs one runtime node: it registers and heartbeats, takes part in the placement controller's
@@ -52,18 +59,11 @@ Options:
   gateway: `Usage: adagg gateway
 
 Runs the HTTP/WebSocket gateway (ADAGG_HTTP_PORT, default 8080) alone. It finds shard actors through
-NATS subjects, so it needs no list of nodes. Needs NATS_URL and REDIS_URL.`,
-  ingest: `Usage: adagg ingest [options] FILE... ('-' or nothing reads stdin)
-
-Reads NDJSON clicks and '[AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA' lines.
-Log lines get click_id = hash(file identity) + byte offset, so re-running on the same file never double counts.
-
-Options:
-  --url URL          gateway base URL (default http://127.0.0.1:$ADAGG_HTTP_PORT or :8080)
-  --batch N          lines per request (default 5000)
-  --source-id ID     file identity for derived click_ids (default: the file's real path)
-  --json             print the summary as JSON
-  -h, --help         this help`,
+NATS subjects, so it needs no list of nodes. Needs NATS_URL and REDIS_URL, and ADAGG_TOKENS_FILE
+(bearer token hashes and scopes; docs/security.md) unless ADAGG_AUTH=off on a loopback address.
+SIGHUP re-reads ADAGG_TOKENS_FILE.`,
+  ingest: INGEST_HELP,
+  reconcile: RECONCILE_HELP,
   dev: `Usage: adagg dev --cluster [--nodes N] [--base-port P]
 
 Runs a multi-process cluster on this machine: 3 nats-servers as one JetStream cluster (streams R3),
@@ -191,6 +191,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP[cmd] ?? HELP['']);
     return HELP[cmd] ? 0 : 2;
   }
+  // No NATS_URL / REDIS_URL: the servers of a local `npm start` (ADAGG_DATA_DIR/instance.json).
+  if (SERVER_COMMANDS.has(cmd)) await adoptLocalInstance(process.env, { servers: true });
   switch (cmd) {
     case 'start':
       await startAllInOne();
@@ -233,29 +235,18 @@ async function main(argv: string[]): Promise<number> {
       return splitCommand(rest);
     case 'unsplit':
       return unsplitCommand(rest);
-    case 'ingest': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: { url: { type: 'string' }, batch: { type: 'string' }, 'source-id': { type: 'string' }, json: { type: 'boolean' } },
-      });
-      const batch = Number(values.batch ?? 5000);
-      if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be a positive integer');
-      const url = values.url ?? `http://127.0.0.1:${process.env.ADAGG_HTTP_PORT ?? 8080}`;
-      const sum = await ingestFiles(positionals, { url, batchLines: batch, sourceId: values['source-id'], maxAttempts: 8 });
-      if (values.json) console.log(JSON.stringify(sum));
-      else {
-        console.log(`lines ${sum.lines}  accepted ${sum.accepted}  rejected ${sum.rejected}`);
-        for (const [code, n] of Object.entries(sum.byCode)) console.log(`  ${code.padEnd(14)} ${n}`);
-        for (const s of sum.samples) console.log(`  ${s.file}:${s.line}  ${s.code}  ${s.error}`);
-      }
-      return 0;
-    }
+    case 'reconcile':
+      return reconcileCommand(rest);
+    case 'ingest':
+      return ingestCommand(rest);
     default:
       console.error(`unknown command '${cmd}'\n\n${HELP['']}`);
       return 2;
   }
 }
+
+/** Commands that talk to NATS or Redis directly (operator commands, split). */
+const SERVER_COMMANDS = new Set(['nodes', 'placement', 'move', 'pin', 'unpin', 'drain', 'rebalance', 'split', 'unsplit', 'reconcile']);
 
 /** An optional integer option within [min, max], else a usage error. */
 function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ActorRegistry } from '../runtime/actor-registry.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { ClickIngest } from '../ingest/click-ingest.ts';
 import type { CompiledOptions } from '../options.ts';
@@ -10,15 +10,20 @@ import { RuntimeEvents } from '../runtime/events.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { createMetrics } from '../runtime/metrics.ts';
 import { connectNats } from '../runtime/nats.ts';
+import { openRedis } from '../runtime/redis-connect.ts';
 import { HotRoutes } from '../runtime/hot/hot-routes.ts';
 import { ServiceLifecycle, type LifecycleState, type Service } from '../runtime/lifecycle.ts';
 import { ClickProducer, DeadLetterPublisher } from '../runtime/producer.ts';
 import { RedisKeys } from '../runtime/redis-keys.ts';
-import { ensureStreams } from '../runtime/streams.ts';
+import { ensureStreams, lastSequence } from '../runtime/streams.ts';
+import { natsProbe, Reachability, redisProbe } from '../runtime/reachability.ts';
 import { TopNReducerHost } from '../runtime/topn-reducer-host.ts';
 import { topology } from '../runtime/topology.ts';
+import { openAuth, reloadTokens, type AuthSetup } from './auth/auth-setup.ts';
 import { QueryJobs } from './query-jobs.ts';
 import { QueryService } from './query-service.ts';
+import type { ReadinessResult } from './routes/ops.ts';
+import { gatewayReconciliations, type ReconcileSchedule } from './reconcile-schedule.ts';
 import { buildGateway } from './server.ts';
 
 export interface GatewayServiceDeps {
@@ -40,6 +45,8 @@ export class GatewayService implements Service<{ url: string; port: number }> {
   private reducer: TopNReducerHost | undefined;
   private queryJobs: QueryJobs | undefined;
   private hotRoutes: HotRoutes | undefined;
+  private auth: AuthSetup | undefined;
+  private reconcile: ReconcileSchedule | undefined;
   private readonly life: ServiceLifecycle;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
@@ -69,30 +76,54 @@ export class GatewayService implements Service<{ url: string; port: number }> {
   private async listen(): Promise<{ url: string; port: number }> {
     const o = this.opts;
     const topo = topology(o.prefix);
-    this.nc = await connectNats(o.natsUrl, 'adagg-gateway');
-    this.redis = new Redis(o.redisUrl, { maxRetriesPerRequest: 3 });
+    // Before any connection: an unsafe bind or a bad tokens file refuses the start (ADAGG_E_BAD_OPTION).
+    this.auth = await openAuth(o, this.log);
+    this.nc = await connectNats(o, 'adagg-gateway');
+    this.redis = await openRedis(o, 'gateway', this.log);
     await ensureStreams(this.nc, topo, o);
     // Publishers follow the hot-ad routes, so a split ad's clicks go straight to its children.
     this.hotRoutes = await (await HotRoutes.open(this.nc, topo, o.replicas)).watch();
-    const producer = new ClickProducer(this.nc, topo, { shards: o.shards, hotRoutes: this.hotRoutes });
-    const ingest = new ClickIngest(producer, new DeadLetterPublisher(this.nc, topo), o, this.deps.clock ?? systemClock, this.events);
+    // A deadline on ingest publishes: POST /v1/clicks answers 503 while NATS is down, not after every retry.
+    const producer = new ClickProducer(this.nc, topo, { shards: o.shards, hotRoutes: this.hotRoutes, publishTimeoutMs: o.publishTimeoutMs, countryAlpha3: o.countryAlpha3 });
+    const deadLetters = new DeadLetterPublisher(this.nc, topo, { timeoutMs: o.publishTimeoutMs });
+    const ingest = new ClickIngest(producer, deadLetters, o, this.deps.clock ?? systemClock, this.events);
     const queries = new QueryService(this.nc, this.redis, topo, new RedisKeys(o.prefix), o);
     const registry = createMetrics(this.events, new Registry());
-    const nc = this.nc;
-    const redis = this.redis;
-    const ready = async (): Promise<Record<string, boolean>> => ({
-      nats: !nc.isClosed(),
-      redis: redis.status === 'ready',
-      ...(this.deps.extraReady?.() ?? {}),
-    });
-    this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
+    // Real round trips with a deadline (a frozen or dead server reads as "connected" for a while);
+    // the system clock, since an injected test clock may never advance.
+    const reach = new Reachability({ nats: natsProbe(this.nc), redis: redisProbe(this.redis) }, { timeoutMs: o.readyTimeoutMs, cacheMs: o.readyCacheMs });
+    const ready = async (): Promise<ReadinessResult> => {
+      const { checks, reasons } = await reach.check();
+      const extra = this.deps.extraReady?.() ?? {};
+      for (const [name, ok] of Object.entries(extra)) if (!ok) reasons[name] = 'not running';
+      return { checks: { ...checks, ...extra }, reasons };
+    };
+    this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs, maxSpecs: o.wsMaxSpecsTotal, events: this.events }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
     await this.reducer.start();
     this.queryJobs = new QueryJobs(this.nc, topo, o, { actors: this.deps.actors.shardActors, clock: this.deps.clock, log: this.log });
-    this.app = buildGateway(o, { queryJobs: this.queryJobs, reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log });
+    // Stored reconciliation reports, and the daily run when ADAGG_RECONCILE_AT is set.
+    const nc = this.nc;
+    const recon = gatewayReconciliations(this.redis, o, {
+      clock: this.deps.clock ?? systemClock,
+      log: this.log,
+      events: this.events,
+      deadLetterLast: () => lastSequence(nc, topo.deadLetterStream),
+    });
+    this.reconcile = recon.schedule;
+    this.app = buildGateway(o, { queryJobs: this.queryJobs, reducer: this.reducer, events: this.events, ingest, queries, registry, ready, log: this.log, auth: this.auth, reconciliations: recon.reports });
     await this.app.listen({ port: o.httpPort, host: o.httpHost });
     const addr = this.app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : o.httpPort;
     return { url: `http://127.0.0.1:${port}`, port };
+  }
+
+  /**
+   * Re-reads ADAGG_TOKENS_FILE (`adagg gateway` and `adagg start` call it on SIGHUP): removed tokens
+   * stop working and new ones work from the next request. A bad file is logged and the previous
+   * tokens stay; resolves to whether the new file took effect. Never rejects.
+   */
+  reloadTokens(): Promise<boolean> {
+    return reloadTokens(this.auth?.tokens, this.log);
   }
 
   /** Idempotent; runs every step (HTTP, reducer, query jobs, hot routes, NATS, Redis) even when one fails. */
@@ -101,6 +132,7 @@ export class GatewayService implements Service<{ url: string; port: number }> {
       ['http', () => this.app?.close().catch((err: unknown) => this.log.error({ err }, 'http close failed'))],
       ['reducer', () => this.reducer?.close()],
       ['query jobs', () => this.queryJobs?.close()],
+      ['reconcile', () => this.reconcile?.close()],
       ['hot routes', () => this.hotRoutes?.close()],
       ['nats', () => this.nc?.drain().catch(() => undefined)],
       ['redis', () => this.redis?.disconnect()],

@@ -29,6 +29,20 @@ const WHEN: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.ShardUnavailable]: 'no owner of the shard answered (restarting or moving); retry',
   [ErrorCode.MailboxFull]: 'the shard actor is over its mailbox capacity; retry',
   [ErrorCode.Internal]: 'a bug; logged with details',
+  [ErrorCode.BadEncoding]: 'the body (or a compressed body) is not valid UTF-8 / not valid gzip or deflate',
+  [ErrorCode.NatsUnavailable]: 'NATS is unreachable; the clicks were not stored (answered within ADAGG_PUBLISH_TIMEOUT_MS); retry',
+  [ErrorCode.RedisUnavailable]: 'Redis did not answer within ADAGG_REDIS_COMMAND_TIMEOUT_MS; retry',
+  [ErrorCode.JobQuota]: 'the token has ADAGG_JOB_QUOTA_PER_TOKEN jobs queued or running',
+  [ErrorCode.JobCancelled]: 'the job was cancelled (DELETE /v1/queries/{id})',
+  [ErrorCode.RateLimited]: 'too many heavy queries (windows of ADAGG_HEAVY_QUERY_MINUTES or more) for this token; see Retry-After',
+  [ErrorCode.TooManySubscriptions]: 'over ADAGG_WS_MAX_SUBSCRIPTIONS on the socket or ADAGG_WS_MAX_SPECS_TOTAL on the gateway',
+  [ErrorCode.TooManyConnections]: 'over ADAGG_MAX_CONNECTIONS_PER_CLIENT for this address or ADAGG_MAX_CONNECTIONS in all',
+  [ErrorCode.RequestTimeout]: 'headers or body not received within ADAGG_HEADERS_TIMEOUT_MS / ADAGG_REQUEST_TIMEOUT_MS',
+  [ErrorCode.UriTooLong]: 'the URL or a path parameter is longer than the router accepts',
+  [ErrorCode.HeadersTooLarge]: 'the request headers are larger than the server accepts',
+  [ErrorCode.UnknownRule]: 'no risk rule of that name was ever published (ADAGG_RISK_RULES)',
+  [ErrorCode.WindowBeyondHorizon]: 'the window is longer than the correction horizon (ADAGG_CORRECTION_HORIZON_MS), beyond which the actors keep no clicks',
+  [ErrorCode.NoReconciliation]: 'no reconciliation report is stored for that day (adagg reconcile, ADAGG_RECONCILE_AT)',
 };
 
 /** The body of every error. */
@@ -73,7 +87,9 @@ async function openApi(app: FastifyInstance): Promise<void> {
         title: 'adagg',
         version: '0.1.0',
         description:
-          'Real-time exactly-once ad-click aggregator. Every error body is `{"code": "...", "error": "..."}`: match on `code`, never on the text.',
+          'Real-time exactly-once ad-click aggregator. Every error body is `{"code": "...", "error": "..."}`: match on `code`, never on the text. ' +
+          'Any request may also get, before it reaches a route: 503 ADAGG_E_TOO_MANY_CONNECTIONS (connection caps), 408 ADAGG_E_REQUEST_TIMEOUT ' +
+          '(slow headers or body), 414 ADAGG_E_URI_TOO_LONG, 431 ADAGG_E_HEADERS_TOO_LARGE, 400 ADAGG_E_BAD_PARAM (a malformed request).',
       },
       tags: [
         { name: 'ingest', description: 'click ingestion' },
@@ -81,6 +97,7 @@ async function openApi(app: FastifyInstance): Promise<void> {
         { name: 'jobs', description: 'query jobs over the raw stream' },
         { name: 'live', description: 'WebSocket feeds' },
         { name: 'ops', description: 'health, metrics, status' },
+        { name: 'history', description: 'reconciliation of the raw archive with the stored counts' },
         { name: 'dashboard', description: 'the live dashboard' },
       ],
     },

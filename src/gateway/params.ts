@@ -1,7 +1,9 @@
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { CUBE_SEPARATOR } from '../model/click.ts';
-import { minuteOf, parseTime } from '../model/time.ts';
+import { MAX_TIME_MS, parseStrictTime } from '../model/iso-time.ts';
+import { minuteOf } from '../model/time.ts';
 import type { Filter } from './query-service.ts';
+import { normalizeCountry } from '../model/country.ts';
 
 /**
  * Query parameters to values. The HTTP routes' schemas (schemas.ts) already refused a repeated,
@@ -16,27 +18,31 @@ function badParam(name: string, msg: string): AdaggError {
 }
 
 function single(q: Query, name: string): string | undefined {
-  const v = q[name];
+  // Own properties only: `constructor` or `toString` must not be found on a prototype.
+  const v = Object.hasOwn(q, name) ? q[name] : undefined;
   if (Array.isArray(v)) throw badParam(name, 'given more than once');
   return v;
 }
 
-/** A time parameter (ISO-8601 or epoch ms), floored to its minute index. */
+/**
+ * A time parameter, floored to its minute index: epoch milliseconds (0 to 9999-12-31) or a strict
+ * ISO-8601 date(-time) (`2024-02-30` and `... GMT+0100` are refused, not rolled over or guessed).
+ */
 export function minuteParam(q: Query, name: string, required: boolean): number | undefined {
   const v = single(q, name);
   if (v === undefined || v === '') {
     if (required) throw badParam(name, 'is required (ISO-8601 or epoch milliseconds)');
     return undefined;
   }
-  const ms = parseTime(v);
-  if (ms === undefined || ms < 0) throw badParam(name, `"${v}" is not an ISO-8601 time or epoch milliseconds`);
+  const ms = parseStrictTime(v);
+  if (ms === undefined) throw badParam(name, `"${v.slice(0, 64)}" is not an ISO-8601 time or epoch milliseconds (0-${MAX_TIME_MS})`);
   return minuteOf(ms);
 }
 
 export function intParam(q: Query, name: string, def: number, min: number, max: number): number {
   const v = single(q, name);
   if (v === undefined || v === '') return def;
-  if (!/^\d+$/.test(v)) throw badParam(name, `"${v}" is not a whole number`);
+  if (!/^\d+$/.test(v)) throw badParam(name, `"${v.slice(0, 64)}" is not a whole number`);
   const n = Number(v);
   if (n < min || n > max) throw badParam(name, `must be between ${min} and ${max}`);
   return n;
@@ -47,35 +53,48 @@ const SCAN_HINT = 'use POST /v1/queries to answer it with a scan of the raw stre
 /**
  * The filter of a count query: any parameter other than the reserved ones names an attribute.
  * Only configured dimensions and cubes (pre-aggregated) are answered synchronously; anything else
- * gets a specific error pointing at the job API instead of a wrong number.
+ * gets a specific error pointing at the job API instead of a wrong number. Values are collected in
+ * a null-prototype object, so `__proto__=US` is a filter named `__proto__` (refused), never a
+ * prototype assignment that silently drops it and answers the unfiltered count.
  */
-export function filterParam(q: Query, reserved: readonly string[], dimensions: readonly string[], cubes: readonly string[] = []): Filter | undefined {
+export function filterParam(
+  q: Query,
+  reserved: readonly string[],
+  dimensions: readonly string[],
+  cubes: readonly string[] = [],
+  countryAlpha3: string = 'map',
+): Filter | undefined {
   const keys = Object.keys(q).filter((k) => !reserved.includes(k));
   if (keys.length === 0) return undefined;
-  const values: Record<string, string> = {};
+  const values = Object.create(null) as Record<string, string>;
   for (const k of keys) {
     const raw = single(q, k);
     if (raw === undefined || raw === '' || raw.length > 64) throw badParam(k, 'must be a non-empty value of at most 64 characters');
-    values[k] = k === 'country' ? raw.toUpperCase() : raw;
+    // Stored countries are alpha-2 (USA → US at ingest, ADAGG_COUNTRY_ALPHA3): a filter is read the same way.
+    values[k] = k === 'country' ? normalizeCountry(raw, countryAlpha3) : raw;
   }
   return filterFromRecord(values, dimensions, cubes);
 }
 
-/** Maps `{country: 'US', device: 'mobile'}` onto a configured dimension or cube, or throws. */
+/**
+ * Maps `{country: 'US', device: 'mobile'}` onto a configured dimension or cube, or throws. Only own
+ * keys count; pass a null-prototype object (or JSON.parse output) so a `__proto__` key is a key.
+ */
 export function filterFromRecord(values: Record<string, string>, dimensions: readonly string[], cubes: readonly string[]): Filter | undefined {
   const keys = Object.keys(values);
   if (keys.length === 0) return undefined;
   if (keys.length === 1 && dimensions.includes(keys[0]!)) return { dim: keys[0]!, value: values[keys[0]!]! };
+  const label = (k: string): string => k.slice(0, 64);
   const cube = cubes.find((c) => {
     const parts = c.split('+');
     return parts.length === keys.length && parts.every((p) => keys.includes(p));
   });
   if (cube) return { dim: cube, value: cube.split('+').map((p) => values[p]!).join(CUBE_SEPARATOR) };
-  const what = keys.length === 1 ? `filter ${keys[0]}` : `filter combination ${keys.join('+')}`;
+  const what = keys.length === 1 ? `filter ${label(keys[0]!)}` : `filter combination ${keys.slice(0, 8).map(label).join('+')}`;
   throw new AdaggError(
     ErrorCode.FilterNotPreaggregated,
     `${what} is not pre-aggregated (ADAGG_DIMENSIONS=${dimensions.join(',')}${cubes.length ? `, ADAGG_CUBES=${cubes.join(',')}` : ''}); ${SCAN_HINT}`,
-    { details: { filters: keys } },
+    { details: { filters: keys.slice(0, 8) } },
   );
 }
 

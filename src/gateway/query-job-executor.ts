@@ -8,11 +8,12 @@ import { shardOf } from '../model/partition.ts';
 import { isoOf, MINUTE_MS, minuteStartMs } from '../model/time.ts';
 import { topN } from '../model/top-n.ts';
 import type { Clock } from '../runtime/clock.ts';
-import type { RawBatch, RawScanRequest, scanRawClicks } from '../runtime/raw-scan.ts';
+import type { RawBatch, RawScanRequest, RawScanResult, scanRawClicks } from '../runtime/raw-scan.ts';
 import type { ShardBehaviour, ShardBehaviourFactory } from '../runtime/shard-behaviour.ts';
 import type { Topology } from '../runtime/topology.ts';
 import { clickMatcher, jobAdId, type QueryJobSpec } from './query-job-request.ts';
-import type { AdCountJobResult, JobMinuteCount, PopularJobResult, QueryJobResult, QueryJobRun } from './query-job-scheduler.ts';
+import type { QueryJobRun } from './query-job-scheduler.ts';
+import type { AdCountJobResult, JobMinuteCount, PopularJobResult, QueryJobResult } from './query-job-view.ts';
 
 /**
  * Executes a query job by a bounded scan of the raw clicks stream.
@@ -32,6 +33,14 @@ export interface QueryJobExecutorOptions {
   maxFutureMs: number;
   /** Most stream messages one job may read (more → ADAGG_E_SCAN_LIMIT). */
   maxScanMessages: number;
+  /** Most clicks one job may read (more → ADAGG_E_SCAN_LIMIT). */
+  maxScanClicks: number;
+  /** Most stream message bytes one job may read (more → ADAGG_E_SCAN_LIMIT). */
+  maxScanBytes: number;
+  /** Most clicks one job may count, before dedupe (each costs dedupe state; more → ADAGG_E_SCAN_LIMIT). */
+  maxMatchedClicks: number;
+  /** Most distinct (ad, minute) counts one job may hold (more → ADAGG_E_SCAN_LIMIT). */
+  maxResultRows: number;
   /** Extra stream time read before and after the window (clock skew, publish retries). */
   scanSlackMs: number;
 }
@@ -52,12 +61,17 @@ class JobCounts {
   readonly toMs: number;
   private readonly actors = new Map<number, ShardBehaviour>();
   private readonly matches: (c: Click) => boolean;
+  private matched = 0;
+  /** Distinct (ad, minute) rows held; only tracked for popular_ads (one ad's rows are bounded by the range). */
+  private readonly rows: Set<string> | undefined;
 
   constructor(
     private readonly spec: QueryJobSpec,
     private readonly run: QueryJobRun,
     private readonly deps: QueryJobExecutorDeps,
+    private readonly limits: Pick<QueryJobExecutorOptions, 'maxMatchedClicks' | 'maxResultRows'>,
   ) {
+    this.rows = spec.kind === 'popular_ads' ? new Set() : undefined;
     this.fromMs = minuteStartMs(spec.fromMinute);
     this.toMs = minuteStartMs(spec.toMinute);
     this.matches = clickMatcher(spec.kind === 'aggregated_count' ? { ...spec.filter, ad_id: spec.adId } : spec.filter);
@@ -71,8 +85,33 @@ class JobCounts {
     const kept = clicks.filter((c) => c.ts >= this.fromMs && c.ts < this.toMs && this.matches(c));
     this.run.matched(kept.length);
     if (kept.length === 0) return;
+    this.checkBounds(kept);
     const a = this.actor(shard);
     await a.applyBatch(seq ?? a.lastSeq + 1, kept);
+  }
+
+  /**
+   * The job's memory grows with the clicks it counts (their dedupe ids) and the rows it holds:
+   * both are bounded, and the job fails with ADAGG_E_SCAN_LIMIT before exceeding either.
+   */
+  private checkBounds(kept: readonly Click[]): void {
+    this.matched += kept.length;
+    if (this.matched > this.limits.maxMatchedClicks) {
+      throw new AdaggError(
+        ErrorCode.ScanLimit,
+        `more than ${this.limits.maxMatchedClicks} clicks match the job (ADAGG_JOB_MAX_MATCHED_CLICKS); narrow the range or the filter`,
+        { details: { limit: 'matched_clicks', maxMatchedClicks: this.limits.maxMatchedClicks } },
+      );
+    }
+    if (!this.rows) return;
+    for (const c of kept) this.rows.add(`${Math.floor(c.ts / MINUTE_MS)} ${c.ad_id}`);
+    if (this.rows.size > this.limits.maxResultRows) {
+      throw new AdaggError(
+        ErrorCode.ScanLimit,
+        `the job would hold more than ${this.limits.maxResultRows} (ad, minute) counts (ADAGG_JOB_MAX_RESULT_ROWS); narrow the range or the filter`,
+        { details: { limit: 'result_rows', maxResultRows: this.limits.maxResultRows } },
+      );
+    }
   }
 
   /** Throws if a minute of the range closed (the scan's actors are configured so that none does). */
@@ -133,12 +172,14 @@ export class QueryJobExecutor {
   /** Scans, counts and builds the result; throws ADAGG_E_SCAN_LIMIT when the window holds too many messages. */
   async execute(run: QueryJobRun): Promise<QueryJobResult> {
     const spec = run.spec;
-    const counts = new JobCounts(spec, run, this.deps);
+    const counts = new JobCounts(spec, run, this.deps, this.opts);
     const adId = jobAdId(spec);
-    const window: Pick<RawScanRequest, 'startMs' | 'endMs' | 'maxMessages' | 'signal'> = {
+    const window: Pick<RawScanRequest, 'startMs' | 'endMs' | 'maxMessages' | 'maxClicks' | 'maxBytes' | 'signal'> = {
       startMs: counts.fromMs - this.opts.maxFutureMs - this.opts.scanSlackMs,
       endMs: counts.toMs + this.opts.correctionHorizonMs + this.opts.scanSlackMs,
       maxMessages: this.opts.maxScanMessages,
+      maxClicks: this.opts.maxScanClicks,
+      maxBytes: this.opts.maxScanBytes,
       signal: run.signal,
     };
     const res = await this.deps.scan(
@@ -154,20 +195,35 @@ export class QueryJobExecutor {
     );
     // A named ad that was split: its clicks that went straight to child subjects, after the shard's
     // (copies of forwarded clicks are dropped by click_id; sequences continue the actor's own).
-    if (adId !== undefined && res.stopped !== 'limit' && (await this.hotMessages(adId))) {
-      const shard = shardOf(adId, this.opts.shards);
-      await this.deps.scan(this.nc, this.topo, { ...window, shard, subject: this.topo.hotSubjectsOf(adKey(adId)) }, (b) => counts.apply(shard, b.clicks));
-    }
     run.progress(res);
-    if (res.stopped === 'limit') {
-      throw new AdaggError(
-        ErrorCode.ScanLimit,
-        `the scan window holds more than ${this.opts.maxScanMessages} stream messages (${res.totalMessages} counted at start; maxScanMessages); narrow the range or name an ad`,
-        { details: { totalMessages: res.totalMessages, maxScanMessages: this.opts.maxScanMessages } },
-      );
+    if (res.stopped === 'limit') throw this.limitError(res);
+    if (adId !== undefined && (await this.hotMessages(adId))) {
+      const shard = shardOf(adId, this.opts.shards);
+      // The hot subjects get what the main scan left of the click and byte budgets.
+      const left = {
+        ...window,
+        maxClicks: Math.max(0, this.opts.maxScanClicks - res.scannedClicks),
+        maxBytes: Math.max(0, this.opts.maxScanBytes - (res.scannedBytes ?? 0)),
+      };
+      const hot = await this.deps.scan(this.nc, this.topo, { ...left, shard, subject: this.topo.hotSubjectsOf(adKey(adId)) }, (b) => counts.apply(shard, b.clicks));
+      if (hot.stopped === 'limit') throw this.limitError(hot);
     }
     counts.checkOpen();
     return spec.kind === 'aggregated_count' ? this.adCountResult(spec, counts, run.startedAt) : this.popularResult(spec.count, counts);
+  }
+
+  private limitError(res: RawScanResult): AdaggError {
+    const o = this.opts;
+    const by = res.limitedBy ?? 'messages';
+    const what =
+      by === 'clicks'
+        ? `more than ${o.maxScanClicks} clicks (ADAGG_JOB_MAX_SCAN_CLICKS)`
+        : by === 'bytes'
+          ? `more than ${o.maxScanBytes} bytes (ADAGG_JOB_MAX_SCAN_BYTES)`
+          : `more than ${o.maxScanMessages} stream messages (${res.totalMessages} counted at start; ADAGG_JOB_MAX_SCAN_MESSAGES)`;
+    return new AdaggError(ErrorCode.ScanLimit, `the scan window holds ${what}; narrow the range or name an ad`, {
+      details: { limit: by, totalMessages: res.totalMessages, scannedClicks: res.scannedClicks },
+    });
   }
 
   /** A hot child subject (shard -1) holds one ad's clicks: that ad's shard. */

@@ -13,7 +13,11 @@ import { ATTRIBUTE_PATTERN, TIME_PATTERN } from './schemas.ts';
 
 export type QueryJobKind = 'aggregated_count' | 'popular_ads';
 
-/** A validated job request. `filter` values are compared exactly (`country` upper-cased). */
+/**
+ * A validated job request. `filter` values are compared exactly (`country` upper-cased). `filter`
+ * has a null prototype: a key such as `constructor` or `toString` is an attribute name like any
+ * other, never a property inherited from Object.prototype.
+ */
 export type QueryJobSpec =
   | { kind: 'aggregated_count'; adId: string; fromMinute: number; toMinute: number; filter: Record<string, string> }
   | { kind: 'popular_ads'; count: number; fromMinute: number; toMinute: number; filter: Record<string, string> };
@@ -27,8 +31,12 @@ const ATTR = new RegExp(ATTRIBUTE_PATTERN);
 const MAX_FILTERS = 16;
 const MAX_VALUE_LENGTH = 256;
 const DEFAULT_COUNT = 10;
-/** Attributes a click always has that are not filters (click_id is unique, ts is the range). */
-const NOT_FILTERS = ['click_id', 'ts'];
+/**
+ * Attributes that are not filters: click_id is unique, ts is the range, and no click carries an
+ * attribute named `__proto__` (ingest drops it), so a filter on it could only ever be ignored or
+ * match nothing; it is refused rather than silently dropped.
+ */
+const NOT_FILTERS = ['click_id', 'ts', '__proto__'];
 const FIELDS: Record<QueryJobKind, readonly string[]> = {
   aggregated_count: ['kind', 'ad_id', 'from', 'to', 'filter'],
   popular_ads: ['kind', 'count', 'from', 'to', 'filter'],
@@ -143,12 +151,14 @@ export function parseQueryJobRequest(body: unknown, limits: QueryJobLimits): Que
 }
 
 function parseFilter(raw: unknown, kind: QueryJobKind): Record<string, string> {
-  if (raw === undefined || raw === null) return {};
+  if (raw === undefined || raw === null) return Object.create(null) as Record<string, string>;
   if (!isPlainObject(raw)) throw badField('filter', 'must be an object of attribute → value');
   const keys = Object.keys(raw);
   if (keys.length > MAX_FILTERS) throw badField('filter', `has more than ${MAX_FILTERS} attributes`);
-  const out: Record<string, string> = {};
+  // Null prototype: assigning `out.__proto__` or reading `out.constructor` never reaches Object.prototype.
+  const out = Object.create(null) as Record<string, string>;
   for (const k of keys) {
+    if (k === '__proto__') throw badField('filter.__proto__', 'is not a filterable attribute (clicks never carry an attribute named __proto__)');
     if (!ATTR.test(k) || NOT_FILTERS.includes(k)) {
       throw badField(`filter.${k}`, 'is not a filterable attribute (user_id, ip, country, ad_id or an extra attribute [A-Za-z0-9_]{1,32})');
     }
@@ -162,16 +172,29 @@ function parseFilter(raw: unknown, kind: QueryJobKind): Record<string, string> {
   return out;
 }
 
-/** A predicate for "matches every filter": `ad_id` against the click's ad, anything else by dimensionValue. */
+/** Dimensions a click holds as fields of its own (the rest are attrs). */
+const BUILT_IN: ReadonlySet<string> = new Set(['country', 'user_id', 'ip']);
+
+/**
+ * A predicate for "matches every filter": `ad_id` against the click's ad, the built-in dimensions by
+ * dimensionValue, and any other attribute only as an own property of the click's attrs (so a filter
+ * named `constructor` or `toString` compares that attribute, never an inherited method).
+ */
 export function clickMatcher(filter: Readonly<Record<string, string>>): (c: Click) => boolean {
   const entries = Object.entries(filter);
+  const valueOf = (c: Click, k: string): string | undefined => {
+    if (k === 'ad_id') return c.ad_id;
+    if (BUILT_IN.has(k)) return dimensionValue(c, k);
+    return c.attrs !== undefined && Object.hasOwn(c.attrs, k) ? c.attrs[k] : undefined;
+  };
   return (c) => {
     for (const [k, v] of entries) {
-      if ((k === 'ad_id' ? c.ad_id : dimensionValue(c, k)) !== v) return false;
+      if (valueOf(c, k) !== v) return false;
     }
     return true;
   };
 }
+
 
 /** The ad a job is restricted to (its shard is the only one scanned), if any. */
 export function jobAdId(spec: QueryJobSpec): string | undefined {

@@ -8,7 +8,8 @@ import type { ShardBehaviourFactory } from '../runtime/shard-behaviour.ts';
 import type { Topology } from '../runtime/topology.ts';
 import { QueryJobExecutor } from './query-job-executor.ts';
 import { parseQueryJobRequest, queryJobBodySchema, type QueryJobSpec } from './query-job-request.ts';
-import { QueryJobScheduler, type QueryJobStatus, type QueryJobView } from './query-job-scheduler.ts';
+import { QueryJobScheduler, type JobReader, type JobSubmitter } from './query-job-scheduler.ts';
+import type { QueryJobStatus, QueryJobSummary, QueryJobView } from './query-job-view.ts';
 
 /**
  * Query jobs: answers for filters the shard actors do not pre-aggregate (`user_id`, `ip`, combinations
@@ -26,8 +27,10 @@ export type {
   QueryJobProgress,
   QueryJobResult,
   QueryJobStatus,
+  QueryJobSummary,
   QueryJobView,
-} from './query-job-scheduler.ts';
+} from './query-job-view.ts';
+export type { JobReader, JobSubmitter } from './query-job-scheduler.ts';
 
 export interface QueryJobsOptions {
   shards: number;
@@ -43,8 +46,18 @@ export interface QueryJobsOptions {
   maxRangeMinutes?: number | undefined;
   /** Most stream messages one job may read (more → job failed with ADAGG_E_SCAN_LIMIT). @default 2000000 */
   maxScanMessages?: number | undefined;
-  /** Jobs scanning at the same time; later ones wait `queued`. @default 2 */
+  /** Most clicks one job may read (more → job failed with ADAGG_E_SCAN_LIMIT). @default 50000000 */
+  maxScanClicks?: number | undefined;
+  /** Most stream message bytes one job may read (more → job failed with ADAGG_E_SCAN_LIMIT). @default 2147483648 */
+  maxScanBytes?: number | undefined;
+  /** Most clicks one job may count before dedupe (~100 bytes each while it runs). @default 1000000 */
+  maxMatchedClicks?: number | undefined;
+  /** Most distinct (ad, minute) counts one popular_ads job may hold. @default 200000 */
+  maxResultRows?: number | undefined;
+  /** Jobs scanning at the same time, taken round-robin across tokens; later ones wait `queued`. @default 2 */
   maxRunningJobs?: number | undefined;
+  /** Queued + running jobs per token (more → 429 ADAGG_E_JOB_QUOTA). @default 10 */
+  jobQuotaPerToken?: number | undefined;
   /** How long a finished job (done or failed) stays readable. @default 3600000 (1 h) */
   finishedJobTtlMs?: number | undefined;
   /** Most jobs kept; the oldest finished ones are dropped first, and when none has finished new jobs get 429. @default 1000 */
@@ -69,13 +82,33 @@ export interface QueryJobsDeps {
   scan?: typeof scanRawClicks | undefined;
 }
 
-type Limits = Required<Pick<QueryJobsOptions, 'maxRangeMinutes' | 'maxScanMessages' | 'maxRunningJobs' | 'finishedJobTtlMs' | 'maxJobs' | 'scanSlackMs'>>;
+type Limits = Required<
+  Pick<
+    QueryJobsOptions,
+    | 'maxRangeMinutes'
+    | 'maxScanMessages'
+    | 'maxScanClicks'
+    | 'maxScanBytes'
+    | 'maxMatchedClicks'
+    | 'maxResultRows'
+    | 'maxRunningJobs'
+    | 'jobQuotaPerToken'
+    | 'finishedJobTtlMs'
+    | 'maxJobs'
+    | 'scanSlackMs'
+  >
+>;
 
 function compileLimits(opts: QueryJobsOptions): Limits {
   const limits: Limits = {
     maxRangeMinutes: opts.maxRangeMinutes ?? 1440,
     maxScanMessages: opts.maxScanMessages ?? 2_000_000,
+    maxScanClicks: opts.maxScanClicks ?? 50_000_000,
+    maxScanBytes: opts.maxScanBytes ?? 2 * 1024 * 1024 * 1024,
+    maxMatchedClicks: opts.maxMatchedClicks ?? 1_000_000,
+    maxResultRows: opts.maxResultRows ?? 200_000,
     maxRunningJobs: opts.maxRunningJobs ?? 2,
+    jobQuotaPerToken: opts.jobQuotaPerToken ?? 10,
     finishedJobTtlMs: opts.finishedJobTtlMs ?? 3600_000,
     maxJobs: opts.maxJobs ?? 1000,
     scanSlackMs: opts.scanSlackMs ?? 60_000,
@@ -109,7 +142,7 @@ export class QueryJobs {
     const executor = new QueryJobExecutor(
       nc,
       topo,
-      { ...opts, maxScanMessages: this.limits.maxScanMessages, scanSlackMs: this.limits.scanSlackMs },
+      { ...opts, ...this.limits },
       { actors: deps.actors, clock: this.clock, scan: deps.scan ?? scanRawClicks },
     );
     this.scheduler = new QueryJobScheduler(this.limits, (run) => executor.execute(run), this.clock, deps.log);
@@ -137,14 +170,28 @@ export class QueryJobs {
     return spec;
   }
 
-  /** Registers a job (status `queued`); it starts when a scan slot is free. */
-  submit(spec: QueryJobSpec): QueryJobView {
-    return this.scheduler.submit(spec);
+  /**
+   * Registers a job (status `queued`) for `who` (default: anonymous); it starts when a scan slot is
+   * free and its client's turn comes. 429 ADAGG_E_JOB_QUOTA when the client has
+   * `jobQuotaPerToken` jobs queued or running, 429 ADAGG_E_TOO_MANY_JOBS when `maxJobs` are unfinished.
+   */
+  submit(spec: QueryJobSpec, who?: JobSubmitter): QueryJobView {
+    return this.scheduler.submit(spec, who);
   }
 
-  /** The job's current state, or undefined when unknown or already dropped. */
-  get(id: string): QueryJobView | undefined {
-    return this.scheduler.get(id);
+  /** The job's current state, or undefined when unknown, already dropped, or not the reader's (when a reader is given). */
+  get(id: string, reader?: JobReader): QueryJobView | undefined {
+    return this.scheduler.get(id, reader);
+  }
+
+  /** The reader's jobs (an admin's: every job), oldest first, without results. */
+  list(reader: JobReader): QueryJobSummary[] {
+    return this.scheduler.list(reader);
+  }
+
+  /** Cancels the reader's queued or running job (status `cancelled`), or forgets a finished one; undefined when not found. */
+  cancel(id: string, reader: JobReader): QueryJobView | undefined {
+    return this.scheduler.cancel(id, reader);
   }
 
   /** Counts per status, e.g. for metrics. */

@@ -15,6 +15,8 @@ export const TIME_PATTERN = '^(\\d+|\\d{4}-\\d{2}-\\d{2}.*)?$';
 export const WHOLE_NUMBER_PATTERN = '^\\d*$';
 /** An attribute a query job may filter on. */
 export const ATTRIBUTE_PATTERN = '^[A-Za-z0-9_]{1,32}$';
+/** A risk rule's name (ADAGG_RISK_RULES). */
+export const RULE_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
 
 /** What a failed `pattern` means, in the words of the error message (keyed by the pattern). */
 export const PATTERN_HINTS: ReadonlyMap<string, string> = new Map([
@@ -22,6 +24,7 @@ export const PATTERN_HINTS: ReadonlyMap<string, string> = new Map([
   [TIME_PATTERN, 'is not an ISO-8601 time or epoch milliseconds'],
   [WHOLE_NUMBER_PATTERN, 'is not a whole number'],
   [ATTRIBUTE_PATTERN, 'is not a filterable attribute (user_id, ip, country, ad_id or an extra attribute [A-Za-z0-9_]{1,32})'],
+  [RULE_NAME_PATTERN, 'is not a rule name ([A-Za-z0-9_.-]{1,64})'],
 ]);
 
 /** A time query parameter. */
@@ -64,3 +67,31 @@ export function filterParams(
     }),
   );
 }
+
+/** Invalid clicks by rule name: every rule ever published (0 included), `{}` without rules. */
+export const invalidByRule = {
+  type: 'object',
+  additionalProperties: { type: 'integer' },
+  description: 'invalid clicks by risk rule name: every rule ever published (ADAGG_RISK_RULES), 0 included; {} without rules',
+} as const;
+
+/** Every minute of a count query's range, in order. */
+export const countMinuteList = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: {
+      minute: { type: 'string' },
+      count: { type: 'integer', description: 'valid (billable) clicks' },
+      invalid: { type: 'integer', description: 'clicks the risk rules took (not in count)' },
+      invalid_by_rule: invalidByRule,
+      final: { type: 'boolean', description: 'false: an open (provisional) minute' },
+      state: {
+        type: 'string',
+        enum: ['open', 'closed', 'sealed'],
+        description:
+          'open: provisional (after the shard closed minutes); closed: final, still correctable by late clicks, hot-ad reports or invalid-click verdicts (each change published on the corrections feed); sealed: past the correction horizon, only a recompute changes it',
+      },
+    },
+  },
+} as const;

@@ -15,6 +15,20 @@ export interface BatchResult {
   tooOld: Click[];
   /** Clicks of split ads not counted here: the host republishes them (to a child, or back to the parent). */
   forward?: HotForward[];
+  /** Invalid-click rules: clicks each rule newly took, and clicks it let go (a verdict changed). */
+  risk?: RiskTally;
+}
+
+/** Clicks moved between rules by one message, by rule name (docs/risk.md). */
+export interface RiskTally {
+  taken: Record<string, number>;
+  released: Record<string, number>;
+}
+
+/** What applying a risk message (rules, presence, verdict) did. */
+export interface RiskResult {
+  skipped: boolean;
+  risk?: RiskTally;
 }
 
 /** What applying a hot-split control message did; the host acts on it (routes, units, markers, reports). */

@@ -1,4 +1,4 @@
-import { Packr, Unpackr } from 'msgpackr';
+import { VersionedMessages } from './versioned-message.ts';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { fnv1a32Utf8 } from './partition.ts';
 
@@ -37,11 +37,10 @@ export type HotControl =
     }
   | { kind: 'end'; ad: string; gen: number };
 
-const encoder = new Packr({ useRecords: false });
-const decoder = new Unpackr({ useRecords: false });
+const codec = new VersionedMessages(CONTROL_VERSION, 'control message');
 
 export function encodeControl(msg: HotControl): Uint8Array {
-  return encoder.pack([CONTROL_VERSION, msg]);
+  return codec.encode(msg);
 }
 
 /**
@@ -49,20 +48,11 @@ export function encodeControl(msg: HotControl): Uint8Array {
  * (a 2-element MessagePack array whose first element is the version) without decoding it.
  */
 export function isControlMessage(data: Uint8Array): boolean {
-  return data.length > 2 && data[0] === 0x92 && data[1] === CONTROL_VERSION;
+  return codec.is(data);
 }
 
 export function decodeControl(data: Uint8Array): HotControl {
-  let doc: unknown;
-  try {
-    doc = decoder.unpack(data);
-  } catch (err) {
-    throw new AdaggError(ErrorCode.BatchCorrupt, 'control message is not valid MessagePack', { cause: err });
-  }
-  if (!Array.isArray(doc) || doc[0] !== CONTROL_VERSION || !doc[1] || typeof doc[1] !== 'object') {
-    throw new AdaggError(ErrorCode.BatchCorrupt, `control message has an unknown layout (expected [${CONTROL_VERSION}, {kind}])`);
-  }
-  const m = doc[1] as Record<string, unknown>;
+  const m = codec.unpack(data);
   const bad = (what: string): AdaggError => new AdaggError(ErrorCode.BatchCorrupt, `control message ${String(m.kind)}: ${what}`);
   if (typeof m.ad !== 'string' || m.ad === '') throw bad('ad must be a non-empty string');
   const int = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { parseTime } from './time.ts';
+import { parseStrictTime } from './iso-time.ts';
 import type { Rejection } from './validate.ts';
 
 /**
  * The plain log format, one click per line:
  *   [AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA
- * Fields: ad_id, ts (`YYYY-MM-DD HH:MM:SS` UTC, ISO-8601 or epoch ms), user_id, ip, country.
+ * Fields: ad_id, ts (`YYYY-MM-DD HH:MM:SS` UTC, ISO-8601 or epoch ms, calendar-checked), user_id, ip, country.
  */
 const PREFIX = '[AdClickEvent]';
 const FIELDS = 5;
@@ -37,7 +37,7 @@ export function parseLogLine(
       },
     };
   }
-  const value: Record<string, unknown> = { click_id: clickId, ad_id: adId, ts: parseTime(ts) ?? ts };
+  const value: Record<string, unknown> = { click_id: clickId, ad_id: adId, ts: parseStrictTime(ts) ?? ts };
   // Empty optional fields mean "not known", not an invalid value.
   if (userId) value.user_id = userId;
   if (ip) value.ip = ip;

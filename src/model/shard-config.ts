@@ -22,4 +22,16 @@ export interface ShardActorConfig {
    * `child` makes this actor a child counting part of one split ad's clicks.
    */
   hot?: { splits?: boolean; child?: HotChildSpec | undefined };
+  /**
+   * The deployment's 128-bit dedupe secret (SipHash-2-4 key of the click-id hashes), the same for
+   * every actor of a deployment: a hot child and its parent exchange hashes. The runtime reads it
+   * from the store (ShardStore.dedupSecret); without it an actor uses a random per-process key,
+   * fine for state that never outlives the process (query jobs, tests).
+   */
+  dedupKey?: Uint8Array;
+  /**
+   * The number of shards: also the number of risk partitions (a spread rule's groups live in the
+   * shard actor `riskPartition(key, shards)`, docs/risk.md). Unset: invalid-click rules are ignored.
+   */
+  shards?: number;
 }

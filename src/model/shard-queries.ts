@@ -24,6 +24,11 @@ export interface AdQueryReply {
   /** Unflushed corrected values of closed minutes that override the store. */
   corrections: Array<[number, number]>;
   closedThrough: number;
+  /**
+   * Every minute <= sealedThrough is sealed: no live path (late click, hot child report, risk
+   * verdict) can change it any more, only a recompute. -1: none. Optional: older actors omit it.
+   */
+  sealedThrough?: number;
   watermark: number;
 }
 
@@ -55,6 +60,26 @@ export interface ShardStatus {
   trackedIds: number;
   dedupBytes: number;
   retainedMinutes: number;
+  /** Clicks held for invalid-click rules (their windows can still change: docs/risk.md); 0 without rules. */
+  riskClicks: number;
+  /** Every minute <= sealedThrough is sealed (-1: none); optional: older actors omit it. */
+  sealedThrough?: number;
+  /** Live changes refused because they reached a sealed minute (a hot child behind its parent). */
+  sealedRefusals?: number;
+}
+
+/** Invalid clicks charged to one rule, by offending key value (the rule's key; ip_block: the ip). */
+export interface OffendersQuery {
+  rule: string;
+  fromMs: number;
+  toMs: number;
+  limit: number;
+}
+
+export interface OffendersReply {
+  offenders: Array<{ key: Record<string, string>; invalid: number }>;
+  /** Clicks before this time are no longer held by the shard (the correction horizon). */
+  horizonFromMs: number;
 }
 
 /** A question to a shard actor. Answered between two stream messages, so it sees a consistent state. */
@@ -68,10 +93,12 @@ export type ShardQuery =
   /** The shard's split ads. */
   | { type: 'hot.status' }
   /**
-   * A hot child asks its parent which ids (flat fnv1a32Utf16/murmur3_32 pairs) it counted before split
+   * A hot child asks its parent which ids (flat hash pairs: the keyed SipHash pair and the legacy pair per id) it counted before split
    * `gen` of `ad`; null until the parent has applied that split.
    */
-  | { type: 'hot.seen'; ad: string; gen: number; hashes: readonly number[] };
+  | { type: 'hot.seen'; ad: string; gen: number; hashes: readonly number[] }
+  /** Top offending key values of an invalid-click rule, from the clicks the shard holds. */
+  | ({ type: 'risk.offenders' } & OffendersQuery);
 
 /** The reply to each kind of query. */
 export interface ShardQueryResults {
@@ -82,6 +109,7 @@ export interface ShardQueryResults {
   'rank.state': RankingState;
   'hot.status': HotSplitStatus[];
   'hot.seen': HotSeenReply | null;
+  'risk.offenders': OffendersReply;
 }
 
 /** The reply to query `Q` (by default: to any query). */

@@ -1,3 +1,5 @@
+import type { RiskOut } from './risk-messages.ts';
+
 /**
  * The persisted form of a shard actor's state, shared by the actors (which produce and read it)
  * and the runtime's stores (which write it atomically and read it back). Neither side knows the
@@ -36,6 +38,26 @@ export interface CountRead {
   adId: string;
 }
 
+/** What changed a closed, committed minute (docs/history.md, "Corrections feed"). */
+export type CorrectionCause = 'late_click' | 'hot_report' | 'risk_verdict';
+
+/**
+ * One field of a closed, committed minute that a commit corrects: the value the actor read from
+ * the store (`old`) and the value the commit writes (`new`). `cause` is the cause of the last
+ * change applied to the field since the previous commit. Carried from the actor to the runtime,
+ * which publishes it on the corrections subject before the commit is written.
+ */
+export interface CountCorrection {
+  minute: number;
+  adId: string;
+  /** As stored: null for the ad's totals; invalid-click fields keep their pseudo-dimension (risk-fields.ts). */
+  dim: string | null;
+  value: string | null;
+  old: number;
+  new: number;
+  cause: CorrectionCause;
+}
+
 /**
  * A change to one named part of the state besides the counts. A part is either an append-only
  * log (bytes) or a hash (string fields → string or number values); the actor names it, the store
@@ -56,8 +78,15 @@ export interface ShardCommit {
   head: Uint8Array;
   /** Count fields changed since the previous commit, as absolute values. */
   writes: CountWrite[];
-  /** Changes to the other parts (dedupe blocks, hot-split state). */
+  /** Changes to the other parts (dedupe blocks, hot-split state, invalid-click rules). */
   ops: StateOp[];
+  /** Risk messages to publish before this commit is written (docs/risk.md). */
+  outbox?: RiskOut[] | undefined;
+  /**
+   * Fields of closed, committed minutes this commit corrects (also those whose value came back to
+   * the stored one: the runtime decides which to publish, see corrections-outbox.ts).
+   */
+  corrections?: CountCorrection[] | undefined;
 }
 
 /** What a store returns for a shard that has committed before. */

@@ -1,6 +1,6 @@
 import { encode } from '../model/msgpack.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ErrorCode, type AdaggError } from '../errors.ts';
 import { adKey } from '../model/hot-messages.ts';
 import type { ShardActorConfig } from '../model/shard-config.ts';
@@ -14,6 +14,7 @@ import { HotRoutes } from './hot/hot-routes.ts';
 import { hotRuntime, type HotRuntime } from './hot/hot-runtime.ts';
 import type { Logger } from './logger.ts';
 import { connectNats } from './nats.ts';
+import { openRedis } from './redis-connect.ts';
 import { PlacementStore } from './placement/placement-store.ts';
 import type { ShardStats, UnitEntry } from './placement/types.ts';
 import { DeadLetterPublisher } from './producer.ts';
@@ -25,6 +26,9 @@ import type { ShardBehaviourFactory } from './shard-behaviour.ts';
 import { ShardHost, type ShardHostOptions } from './shard-host.ts';
 import type { UnitId } from './shard-store.ts';
 import { Supervisor } from './supervisor.ts';
+import { startArchivers } from './archive/archivers.ts';
+import { RiskOutboxPublisher } from './risk-outbox.ts';
+import { CorrectionsPublisher } from './corrections-outbox.ts';
 import { topology, type Topology } from './topology.ts';
 
 export interface LocalHostsDeps {
@@ -59,6 +63,8 @@ interface RunningUnit extends Running {
  */
 export class LocalHosts implements ActorHosts {
   private readonly shards = new Map<number, Running>();
+  /** Raw archivers running beside each shard here (src/runtime/archive/): they follow their shard. */
+  private readonly archivers = new Map<number, Supervisor[]>();
   /** Hot-ad child actors running here (managed mode). */
   private readonly units = new Map<string, RunningUnit>();
   private readonly topo: Topology;
@@ -66,7 +72,11 @@ export class LocalHosts implements ActorHosts {
   private redis: Redis | undefined;
   private restoreRedis: Redis | undefined;
   private store: RedisShardStore | undefined;
+  /** The deployment's click-id dedupe secret, handed to every actor here (shards and hot children). */
+  private dedupKey: Uint8Array | undefined;
   private deadLetters: DeadLetterPublisher | undefined;
+  private riskOutbox: RiskOutboxPublisher | undefined;
+  private corrections: CorrectionsPublisher | undefined;
   private responder: QueryResponder | undefined;
   private hot: HotRuntime | undefined;
   private opening: Promise<void> | undefined;
@@ -94,14 +104,17 @@ export class LocalHosts implements ActorHosts {
 
   private async connect(): Promise<void> {
     const { opts: o, nodeId, events, log, clock } = this.deps;
-    this.nc = await connectNats(o.natsUrl, `adagg-node-${nodeId}${this.deps.connectionSuffix ?? ''}`);
-    this.redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
+    this.nc = await connectNats(o, `adagg-node-${nodeId}${this.deps.connectionSuffix ?? ''}`);
+    this.redis = await openRedis(o, 'state', log);
     // Restores read on their own connection: the commit connection also carries the (large)
     // rankings warm-up reads, which must stay ordered with commits but must not delay restores.
-    this.restoreRedis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
+    this.restoreRedis = await openRedis(o, 'state', log);
     const keys = new RedisKeys(o.prefix);
     this.store = new RedisShardStore(this.redis, keys, { countTtlMs: o.countTtlMs, restoreRedis: this.restoreRedis });
+    this.dedupKey = await this.store.dedupSecret();
     this.deadLetters = new DeadLetterPublisher(this.nc, this.topo);
+    this.riskOutbox = new RiskOutboxPublisher(this.nc, this.topo, this.deps.opts.shards);
+    this.corrections = new CorrectionsPublisher(this.nc, this.topo, this.deps.opts.shards);
     this.responder = new QueryResponder(this.nc, this.topo, nodeId, log);
     this.hot = hotRuntime({
       nc: this.nc,
@@ -164,6 +177,8 @@ export class LocalHosts implements ActorHosts {
         allowedLatenessMs: o.allowedLatenessMs,
         idleTimeoutMs: o.idleTimeoutMs,
         retentionMs: o.correctionHorizonMs + o.maxFutureMs + o.allowedLatenessMs + o.idleTimeoutMs,
+        shards: o.shards,
+        ...(this.dedupKey === undefined ? {} : { dedupKey: this.dedupKey }),
         ...extra,
       },
       ...(epoch === undefined ? {} : { epoch }),
@@ -188,7 +203,11 @@ export class LocalHosts implements ActorHosts {
       isFatal: (err) => (err as AdaggError | undefined)?.code === ErrorCode.Fenced,
       onRestart: (err) => events.emit('restart', { shard: unit, code: (err as AdaggError | undefined)?.code }),
       // A fenced actor lost its shard: stop answering its queries so the new owner gets them all.
-      onFatal: () => this.responder?.unserve(unit),
+      onFatal: () => {
+        this.responder?.unserve(unit);
+        events.emit('fenced', { shard: unit });
+        events.emit('actorStopped', { shard: unit });
+      },
     });
   }
 
@@ -205,6 +224,8 @@ export class LocalHosts implements ActorHosts {
         publishRankings: (_s, updates) => nc.publish(this.topo.rankingSubject(shard), encode({ shard, updates })),
         feed: () => new ShardFeed(nc, this.topo.clicksStream, this.topo.clickSubject(shard), this.deps.clock),
         deadLetters,
+        publishRisk: (out) => this.riskOutbox!.publish(out),
+        corrections: this.corrections,
         clock,
         events,
         log,
@@ -215,14 +236,18 @@ export class LocalHosts implements ActorHosts {
     this.shards.set(shard, { host, sup, epoch: epoch ?? -1 });
     responder.serve(host);
     sup.start();
+    this.archivers.set(shard, startArchivers(shard, this.topo, o, { nc, redis: this.redis!, keys: new RedisKeys(o.prefix), clock, events, log }));
   }
 
   async stopShard(shard: number): Promise<void> {
     const r = this.shards.get(shard);
     if (!r) return;
-    await r.sup.close();
+    // The archivers flush what they hold while the actor makes its final commit.
+    await Promise.all([r.sup.close(), ...(this.archivers.get(shard) ?? []).map((a) => a.close())]);
+    this.archivers.delete(shard);
     this.responder?.unserve(shard);
     this.shards.delete(shard);
+    this.deps.events.emit('actorStopped', { shard });
   }
 
   /**
@@ -263,6 +288,7 @@ export class LocalHosts implements ActorHosts {
     await r.sup.close();
     this.responder?.unserve(unit);
     this.units.delete(unit);
+    this.deps.events.emit('actorStopped', { shard: unit });
   }
 
   /** Events/s since the previous call, lag, watermark delay and epoch of each actor here. */
@@ -295,7 +321,9 @@ export class LocalHosts implements ActorHosts {
       await this.opening?.catch(() => undefined);
       this.responder?.close();
       for (const u of this.units.values()) u.hooks.close();
-      const results = await Promise.allSettled([...this.shards.values(), ...this.units.values()].map((r) => r.sup.close()));
+      const sups = [...this.shards.values(), ...this.units.values()].map((r) => r.sup).concat([...this.archivers.values()].flat());
+      const results = await Promise.allSettled(sups.map((sup) => sup.close()));
+      this.archivers.clear();
       for (const r of results) if (r.status === 'rejected') log.error({ err: r.reason }, 'actor close failed');
       this.shards.clear();
       this.units.clear();

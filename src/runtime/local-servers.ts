@@ -1,6 +1,10 @@
 /**
  * Starts real nats-server and redis-server processes as children of this process, on loopback,
  * for `npm start` (data under ./data) and for integration tests (temporary dirs).
+ *
+ * Each child runs in its own process group (`detached`): a terminal's Ctrl-C reaches the process
+ * group of `npm start` only, so the servers stay up until adagg has made its final commit and stops
+ * them itself. A {@link ChildWatchdog} kills a server if this process dies without stopping it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
@@ -9,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { AdaggError, ErrorCode } from '../errors.ts';
+import { ChildWatchdog } from './child-watchdog.ts';
 
 export interface NatsServerOptions {
   /** Client port; 0 or undefined picks a free one (and retries on a port race). */
@@ -40,6 +45,11 @@ export interface ServerHandle {
   stop(): Promise<void>;
   /** Sends a signal if the child is still running. */
   kill(signal: NodeJS.Signals): void;
+  /**
+   * For a process about to exit at once (a forced shutdown): sends SIGTERM so the server still
+   * shuts down cleanly on its own (AOF flushed), without waiting and without the exit-time SIGKILL.
+   */
+  stopNow(): void;
   /** Resolves with the exit code (null when ended by a signal). */
   readonly exited: Promise<number | null>;
 }
@@ -113,15 +123,20 @@ class Child {
   private stopping: Promise<void> | undefined;
   private readonly logFile: string | undefined;
   private readonly logOffset: number;
+  private readonly watchdog: ChildWatchdog | undefined;
 
   constructor(bin: string, args: string[], logFile: string | undefined, logOffset: number) {
     this.logFile = logFile;
     this.logOffset = logOffset; // only this run's part of an appended log file is reported
-    this.proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Own process group: the terminal's Ctrl-C must not stop the server before adagg's final commit.
+    this.proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     track(this.proc);
+    const watchdog = this.proc.pid === undefined ? undefined : new ChildWatchdog(this.proc.pid);
+    this.watchdog = watchdog;
     this.exited = new Promise((resolve) => {
       this.proc.once('exit', (code) => {
         this.hasExited = true;
+        watchdog?.disarm();
         live.delete(this.proc);
         resolve(code);
       });
@@ -160,6 +175,13 @@ class Child {
 
   kill(signal: NodeJS.Signals): void {
     if (!this.hasExited) this.proc.kill(signal);
+  }
+
+  stopNow(): void {
+    if (this.hasExited) return;
+    this.watchdog?.disarm();
+    live.delete(this.proc);
+    this.proc.kill('SIGTERM');
   }
 
   stop(): Promise<void> {
@@ -259,6 +281,7 @@ function handle(child: Child, l: Launch, port: number): ServerHandle {
     pid: child.proc.pid ?? -1,
     exited: child.exited,
     kill: (signal) => child.kill(signal),
+    stopNow: () => child.stopNow(),
     stop: () => (stopped ??= child.stop().then(() => l.cleanup?.())),
   };
 }

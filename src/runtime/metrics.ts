@@ -1,13 +1,38 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RuntimeEvents } from './events.ts';
 import { registerHotMetrics } from './hot/hot-metrics.ts';
+import { registerGatewayMetrics } from './metrics-gateway.ts';
+import { registerArchiveMetrics } from './metrics-archive.ts';
+import { registerCorrectionMetrics } from './metrics-corrections.ts';
+import { registerLatencyMetrics } from './metrics-latency.ts';
+import { registerReconcileMetrics } from './metrics-reconcile.ts';
+import { registerRiskMetrics } from './metrics-risk.ts';
 
 /**
  * Prometheus metrics, fed only by runtime events: ingest, lag, watermark delay, late and
- * duplicate counts, snapshot latency.
+ * duplicate counts, commit latency and bytes, end-to-end latency, minute-close delay, failures,
+ * HTTP and the reducer. Every metric is listed in docs/observability.md.
+ *
+ * Process metrics are the standard prom-client names (`process_*`, `nodejs_*`), unprefixed, so
+ * stock Node.js dashboards and alerts work (they were `adagg_process_process_*` before).
  */
 export function createMetrics(events: RuntimeEvents, registry = new Registry()): Registry {
-  collectDefaultMetrics({ register: registry, prefix: 'adagg_process_' });
+  collectDefaultMetrics({ register: registry });
+  registerIngestMetrics(events, registry);
+  registerShardMetrics(events, registry);
+  registerWsMetrics(events, registry);
+  registerLatencyMetrics(events, registry);
+  registerGatewayMetrics(events, registry);
+  registerHotMetrics(events, registry);
+  registerRiskMetrics(events, registry);
+  registerReconcileMetrics(events, registry);
+  registerArchiveMetrics(events, registry);
+  registerCorrectionMetrics(events, registry);
+  return registry;
+}
+
+/** Clicks in: received by ingest, read, counted, duplicate, late and too old in the actors. */
+function registerIngestMetrics(events: RuntimeEvents, registry: Registry): void {
   const ingest = new Counter({
     name: 'adagg_ingest_clicks_total',
     help: 'Clicks received by ingest, by source and result (accepted or a rejection code)',
@@ -24,6 +49,22 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
   const duplicates = new Counter({ name: 'adagg_duplicates_total', help: 'Clicks dropped as duplicate click_id', registers: [registry] });
   const late = new Counter({ name: 'adagg_late_events_total', help: 'Clicks that corrected an already closed minute', registers: [registry] });
   const tooOld = new Counter({ name: 'adagg_too_old_total', help: 'Clicks refused by actors as older than the horizon (dead-lettered)', registers: [registry] });
+  events.on('ingest', (e) => {
+    if (e.accepted) ingest.inc({ source: e.source, result: 'accepted' }, e.accepted);
+    for (const [code, n] of Object.entries(e.codes)) ingest.inc({ source: e.source, result: code }, n);
+  });
+  events.on('batch', (e) => {
+    if (e.skipped) return;
+    processed.inc({ shard: String(e.shard) }, e.events);
+    counted.inc(e.counted);
+    duplicates.inc(e.duplicates);
+    late.inc(e.late);
+    tooOld.inc(e.tooOld);
+  });
+}
+
+/** Per shard: lag, watermark, sequence, dedupe size, commits, restarts. */
+function registerShardMetrics(events: RuntimeEvents, registry: Registry): void {
   const lag = new Gauge({ name: 'adagg_consumer_lag_messages', help: 'Stream messages pending per shard', labelNames: ['shard'], registers: [registry] });
   const wmDelay = new Gauge({
     name: 'adagg_watermark_delay_seconds',
@@ -34,7 +75,7 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
   const lastSeq = new Gauge({ name: 'adagg_last_applied_seq', help: 'Last applied stream sequence per shard', labelNames: ['shard'], registers: [registry] });
   const snapshot = new Histogram({
     name: 'adagg_snapshot_seconds',
-    help: 'Latency of the atomic commit (counts + snapshot + sequence)',
+    help: 'Commit duration: the one fenced Redis step of a shard (changed counts, new dedupe ids, head, sequence)',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
@@ -49,18 +90,6 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
   const dedupBytes = new Gauge({ name: 'adagg_dedup_bytes', help: 'Memory of the dedupe table per shard', labelNames: ['shard'], registers: [registry] });
   const restarts = new Counter({ name: 'adagg_actor_restarts_total', help: 'Shard actor restarts by error code', labelNames: ['code'], registers: [registry] });
 
-  events.on('ingest', (e) => {
-    if (e.accepted) ingest.inc({ source: e.source, result: 'accepted' }, e.accepted);
-    for (const [code, n] of Object.entries(e.codes)) ingest.inc({ source: e.source, result: code }, n);
-  });
-  events.on('batch', (e) => {
-    if (e.skipped) return;
-    processed.inc({ shard: String(e.shard) }, e.events);
-    counted.inc(e.counted);
-    duplicates.inc(e.duplicates);
-    late.inc(e.late);
-    tooOld.inc(e.tooOld);
-  });
   events.on('progress', (e) => {
     const s = String(e.shard);
     if (e.pending >= 0) lag.set({ shard: s }, e.pending);
@@ -74,6 +103,17 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     snapshotBytes.set({ shard: String(e.shard) }, e.bytes);
     commitBytes.observe(e.bytes);
   });
+  events.on('restart', (e) => restarts.inc({ code: e.code ?? 'unknown' }));
+  // An actor gone from this node (moved, fenced, its worker died) must not leave its last lag and
+  // watermark behind: a frozen series would page (or hide a problem) for a shard run elsewhere.
+  const perShard = [lag, wmDelay, lastSeq, trackedIds, dedupBytes, snapshotBytes];
+  events.on('actorStopped', (e) => {
+    for (const g of perShard) g.remove({ shard: String(e.shard) });
+  });
+}
+
+/** The live top-N WebSocket feeds: clients, and frames by outcome. */
+function registerWsMetrics(events: RuntimeEvents, registry: Registry): void {
   const wsClients = new Gauge({ name: 'adagg_ws_clients', help: 'Open live top-N WebSocket clients', registers: [registry] });
   const wsFrames = new Counter({
     name: 'adagg_ws_frames_total',
@@ -86,7 +126,4 @@ export function createMetrics(events: RuntimeEvents, registry = new Registry()):
     else if (e.kind === 'disconnect') wsClients.dec();
     else wsFrames.inc({ outcome: e.kind });
   });
-  events.on('restart', (e) => restarts.inc({ code: e.code ?? 'unknown' }));
-  registerHotMetrics(events, registry);
-  return registry;
 }

@@ -5,10 +5,10 @@
  * from a config file instead (deploy/nats/, deploy/README.md).
  */
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import path from 'node:path';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { freePort, startNatsServer, type ServerHandle } from './local-servers.ts';
+import { connectNats } from './nats.ts';
 
 export interface NatsClusterOptions {
   /** Parent of the servers' JetStream store dirs (`<dir>/n1` ...), created if missing. */
@@ -101,9 +101,8 @@ export async function startNatsCluster(opts: NatsClusterOptions): Promise<NatsCl
  * cluster that needs an elected meta leader. Throws AdaggError(ServerStart) after `timeoutMs`.
  */
 export async function waitForJetStream(url: string, timeoutMs = 30_000): Promise<void> {
-  const servers = url.split(',').map((s) => s.trim()).filter(Boolean);
   const end = Date.now() + timeoutMs;
-  const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 200, timeout: 5000 });
+  const nc = await connectNats(url, 'adagg-jetstream-probe');
   let last: unknown;
   try {
     while (Date.now() < end) {

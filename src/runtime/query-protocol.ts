@@ -1,7 +1,7 @@
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { HotSeenReply, HotSplitStatus } from '../model/hot-report.ts';
 import type { RankSpec } from '../model/rank-spec.ts';
-import type { AdQuery, AdQueryReply, ShardQuery, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
+import type { AdQuery, AdQueryReply, OffendersQuery, ShardQuery, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
 
 /**
  * Request/reply messages on a shard's query subject (JSON). The gateway, the reducer host, hot
@@ -15,12 +15,14 @@ export type ShardRequest =
   | { op: 'rank-specs'; specs: RankSpec[]; leaseMs: number }
   | { op: 'rank-state' }
   /**
-   * A hot child asks its parent which ids (flat fnv1a32Utf16/murmur3_32 pairs) it counted before split
+   * A hot child asks its parent which ids (flat hash pairs: the keyed SipHash pair and the legacy pair per id) it counted before split
    * `gen`: `{seen, maxTs}` (maxTs: highest event time counted before the split), null: not yet known.
    */
   | { op: 'hot-seen'; ad: string; gen: number; hashes: number[] }
   /** The shard's split ads. */
-  | { op: 'hot-status' };
+  | { op: 'hot-status' }
+  /** Top offending key values of an invalid-click rule (issue 14). */
+  | ({ op: 'risk-offenders' } & OffendersQuery);
 
 export interface ShardStatusReply extends ShardStatus {
   epoch: number;
@@ -49,6 +51,8 @@ export function toShardQuery(req: ShardRequest): ShardQuery {
       return { type: 'hot.seen', ad: req.ad, gen: req.gen, hashes: req.hashes };
     case 'hot-status':
       return { type: 'hot.status' };
+    case 'risk-offenders':
+      return { type: 'risk.offenders', rule: req.rule, fromMs: req.fromMs, toMs: req.toMs, limit: req.limit };
     default:
       throw new AdaggError(ErrorCode.BadParam, 'unknown shard query op');
   }

@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
 import { isControlMessage } from '../model/hot-messages.ts';
+import { isRiskMessage } from '../model/risk-messages.ts';
 import type { Click } from '../model/click.ts';
 import type { Topology } from './topology.ts';
 
@@ -28,6 +29,13 @@ export interface RawScanRequest {
    * `stopped: 'limit'` (without reading anything if the count known at start already exceeds it).
    */
   maxMessages: number;
+  /**
+   * Most clicks the scan may read (a message holds up to thousands): the scan ends with
+   * `stopped: 'limit'` before the message that would exceed it. Unset: no limit.
+   */
+  maxClicks?: number | undefined;
+  /** Most message bytes the scan may read, likewise. Unset: no limit. */
+  maxBytes?: number | undefined;
   /** Aborting ends the scan: the returned promise rejects with `signal.reason`. */
   signal?: AbortSignal | undefined;
   /** Called for every message read, before its batch goes to `onBatch` (cheap: copy the fields, no I/O). */
@@ -53,6 +61,8 @@ export interface RawScanProgress {
    */
   totalMessages: number;
   scannedClicks: number;
+  /** Message bytes read so far. */
+  scannedBytes?: number | undefined;
 }
 
 export interface RawScanResult extends RawScanProgress {
@@ -60,9 +70,11 @@ export interface RawScanResult extends RawScanProgress {
    * Why the scan ended: `end_time` when it reached the last message stored at or before `endMs`
    * (or the first one after it), `caught_up` at the stream's last sequence taken at start (or when
    * nothing more is pending), `empty` when the window holds no message, `limit` when it holds more
-   * than `maxMessages`.
+   * than `maxMessages` (or more clicks or bytes than `maxClicks` / `maxBytes`: see `limitedBy`).
    */
   stopped: 'end_time' | 'caught_up' | 'empty' | 'limit';
+  /** Which limit ended the scan, when `stopped` is `limit`. */
+  limitedBy?: 'messages' | 'clicks' | 'bytes' | undefined;
   /** First stream sequence at or after `startMs` and the stream's last sequence at start. */
   fromSeq: number;
   lastSeq: number;
@@ -143,7 +155,7 @@ class ScanPlan {
     readonly lastSeq: number,
     private readonly maxMessages: number,
   ) {
-    this.progress = { scannedMessages: 0, totalMessages: Math.max(0, start.pending - after.pending), scannedClicks: 0 };
+    this.progress = { scannedMessages: 0, totalMessages: Math.max(0, start.pending - after.pending), scannedClicks: 0, scannedBytes: 0 };
   }
 
   /** Messages at or after `after.seq` were stored after endMs: the scan never needs them. */
@@ -158,8 +170,12 @@ class ScanPlan {
     return undefined;
   }
 
+  /** Which limit ended the scan (messages when the window's count at start already exceeded it). */
+  limitedBy: RawScanResult['limitedBy'] = 'messages';
+
   result(stopped: RawScanResult['stopped']): RawScanResult {
-    return { ...this.progress, stopped, fromSeq: this.start.seq, lastSeq: this.lastSeq };
+    const limited = stopped === 'limit' ? { limitedBy: this.limitedBy } : {};
+    return { ...this.progress, stopped, ...limited, fromSeq: this.start.seq, lastSeq: this.lastSeq };
   }
 }
 
@@ -244,6 +260,11 @@ class RawScan {
     return { got, ended };
   }
 
+  private limit(by: NonNullable<RawScanResult['limitedBy']>): 'limit' {
+    this.plan.limitedBy = by;
+    return 'limit';
+  }
+
   /** Reads one message; returns why the scan ends after it, if it does. */
   private async handle(m: JsMsg): Promise<RawScanResult['stopped'] | undefined> {
     const { req, plan } = this;
@@ -251,17 +272,23 @@ class RawScan {
     if (m.seq > plan.lastSeq) return 'caught_up';
     const storedMs = Math.floor(m.info.timestampNanos / 1_000_000);
     if (storedMs > req.endMs) return 'end_time';
-    if (plan.progress.scannedMessages >= req.maxMessages) return 'limit';
+    if (plan.progress.scannedMessages >= req.maxMessages) return this.limit('messages');
+    // Bytes before decoding: a message over the byte budget is never decoded.
+    const bytes = (plan.progress.scannedBytes ?? 0) + m.data.length;
+    if (req.maxBytes !== undefined && bytes > req.maxBytes) return this.limit('bytes');
     let clicks: Click[];
     try {
-      // Hot-ad control messages (splits, child reports) carry no clicks of their own.
-      clicks = isControlMessage(m.data) ? [] : decodeBatch(m.data);
+      // Hot-ad control messages (splits, child reports) and risk messages (rules, presence,
+      // verdicts) carry no clicks of their own: a query job counts every deduplicated click.
+      clicks = isControlMessage(m.data) || isRiskMessage(m.data) ? [] : decodeBatch(m.data);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       throw new AdaggError(ErrorCode.BatchCorrupt, `stream ${this.stream} seq ${m.seq}: ${msg}`, { cause: err, details: { seq: m.seq } });
     }
+    if (req.maxClicks !== undefined && plan.progress.scannedClicks + clicks.length > req.maxClicks) return this.limit('clicks');
     plan.progress.scannedMessages++;
     plan.progress.scannedClicks += clicks.length;
+    plan.progress.scannedBytes = bytes;
     req.onProgress?.(plan.progress);
     await this.onBatch({ seq: m.seq, shard: req.shard ?? shardOfSubject(m.subject), storedMs, clicks });
     if (m.seq >= plan.stopSeq || m.info.pending === 0) return m.seq < plan.lastSeq && m.seq >= plan.after.seq - 1 ? 'end_time' : 'caught_up';

@@ -33,8 +33,35 @@ export class RedisKeys {
     const k = `${this.base(shard)}:c:${minute}`;
     return dim === null || value === null ? k : `${k}:${dim}=${encodeURIComponent(value)}`;
   }
+  /**
+   * The deployment's click-id dedupe secret (16 random bytes, SET NX by the first node to start).
+   * Persisted dedupe hashes are keyed with it: losing it makes every shard refuse its state.
+   */
+  dedupSecret(): string {
+    return `${this.prefix}:dedup-secret`;
+  }
+  /** Hash of the invalid-click rules in effect: field `current` = JSON `{version, rules, at, gen}` (risk-rules-publisher.ts). */
+  riskRules(): string {
+    return `${this.prefix}:risk:rules`;
+  }
+  /** Set of every risk rule name ever published, so the history of a removed rule can still be queried. */
+  riskRuleNames(): string {
+    return `${this.prefix}:risk:names`;
+  }
   /** Hash of the dimension keys a minute has (field = JSON [dim, value]), to reload a whole minute. */
   dimIndex(shard: UnitId, minute: number): string {
     return `${this.base(shard)}:i:${minute}`;
+  }
+  /** Progress hash of an archiver unit (`a-s3`, `a-hot`, `a-dlq`): `seq` = last stream sequence in files, `epoch`, `pending`, counters. */
+  archive(unit: string): string {
+    return `${this.prefix}:{${unit}}:archive`;
+  }
+  /** The stored reconciliation report of one UTC day (`YYYY-MM-DD`), a JSON string (src/runtime/archive/reconcile.ts). */
+  reconcile(day: string): string {
+    return `${this.prefix}:reconcile:${day}`;
+  }
+  /** Lock (SET NX PX) so one gateway of many runs the daily reconcile of a day. */
+  reconcileLock(day: string): string {
+    return `${this.prefix}:reconcile-lock:${day}`;
   }
 }

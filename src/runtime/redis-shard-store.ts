@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Packr, Unpackr } from 'msgpackr';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { RedisKeys } from './redis-keys.ts';
+import { awaitReplicas, waitsForReplicas } from './redis-replicas.ts';
 import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StateReader, StoredShard, UnitId } from './shard-store.ts';
+import { FENCED_STEP_PRELUDE } from './fenced-step-lua.ts';
 
 /**
  * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
@@ -10,8 +13,8 @@ import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StateR
  * Every key carries the shard's hash tag, so the step stays in one slot (Redis Cluster too).
  *
  * KEYS: epoch, meta, head, parts index, then one key per change.
- * ARGV: epoch, seq, watermark, closedThrough, head, ttlMs, nowMs, then per change key an opcode and
- * its arguments:
+ * ARGV: epoch, seq, watermark, closedThrough, head, ttlMs, nowMs, commit token, then per change key
+ * an opcode and its arguments:
  *   'M' packed             HSET on a count hash (minute counts, dimension index), which expires after
  *                          ttlMs; the fields come as one MessagePack array [f1, v1, …] (cmsgpack), so a
  *                          commit of 100k fields is one argument, not 200k
@@ -20,18 +23,20 @@ import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StateR
  *   'A' bytes             APPEND to a state part (indexed)
  *   'D'                   DEL a state part (and drop it from the index)
  * A commit's size is what changed since the previous one: nothing here rewrites a whole state.
+ *
+ * The token (unique per commit call) makes the step idempotent: ioredis resends a call that was in
+ * flight when its connection dropped, and after a Redis failover the new primary may already hold
+ * that commit (replicated just before the old one died). Applied twice, its APPENDs would be
+ * stored twice (read back once, but the state grows with every such repeat); so a commit whose
+ * token is the stored one is acknowledged without running again.
  */
-const COMMIT_LUA = `
-local cur = redis.call('GET', KEYS[1])
-if cur ~= ARGV[1] then
-  return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is not the owner epoch ' .. tostring(cur))
-end
+const COMMIT_LUA = `${FENCED_STEP_PRELUDE}
 local stored = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 if tonumber(ARGV[2]) < stored then
   return redis.error_reply('SEQ_REGRESSION ' .. ARGV[2] .. ' < ' .. stored)
 end
 local ttl = tonumber(ARGV[6])
-local a = 8
+local a = 9
 for k = 5, #KEYS do
   local op = ARGV[a]
   a = a + 1
@@ -74,7 +79,7 @@ for k = 5, #KEYS do
   end
 end
 redis.call('SET', KEYS[3], ARGV[5])
-redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'watermark', ARGV[3], 'closedThrough', ARGV[4], 'epoch', ARGV[1], 'updatedAt', ARGV[7])
+redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'watermark', ARGV[3], 'closedThrough', ARGV[4], 'epoch', ARGV[1], 'updatedAt', ARGV[7], 'commit', ARGV[8])
 return 1
 `;
 
@@ -111,10 +116,22 @@ export interface RedisShardStoreOptions {
 
 type Arg = string | number | Buffer;
 
+/** Bytes of the deployment's dedupe secret (a SipHash-2-4 key). */
+const DEDUP_SECRET_BYTES = 16;
+
+/** Commit tokens: this process's random id and a counter (unique across processes and restarts). */
+const TOKEN_BASE = randomBytes(8).toString('hex');
+let tokens = 0;
+
 const packer = new Packr({ useRecords: false });
 const unpacker = new Unpackr({ useRecords: false });
 
-/** ShardStore on Redis (ioredis). Production Redis must run with AOF (appendonly yes) for durability. */
+/**
+ * ShardStore on Redis (ioredis). Production Redis must run with AOF (appendonly yes) for durability.
+ * When the connection carries a replica policy (ADAGG_REDIS_MIN_REPLICAS, redis-replicas.ts), a new
+ * epoch, a commit and the dedupe secret count as written only once enough replicas have them, and a
+ * restore reads only state that replicas have: what an actor builds on survives a failover.
+ */
 export class RedisShardStore implements ShardStore {
   private readonly ttlMs: number;
   private readonly now: () => number;
@@ -131,11 +148,22 @@ export class RedisShardStore implements ShardStore {
   }
 
   async acquire(shard: UnitId): Promise<number> {
-    return this.redis.incr(this.keys.epoch(shard));
+    const epoch = await this.redis.incr(this.keys.epoch(shard));
+    // An epoch used before a replica has it could be granted again after a failover.
+    await awaitReplicas(this.redis, `shard ${shard}: epoch ${epoch}`);
+    return epoch;
   }
 
   async load(shard: UnitId): Promise<StoredShard | null> {
     const r = this.restoreRedis;
+    if (waitsForReplicas(r)) {
+      // The primary may hold a commit that no replica has (its WAIT failed, which is why this actor
+      // restarts). Restoring from it and building on it would leave the next commits resting on
+      // state a failover loses; so first make the replicas catch up with everything on the
+      // primary (a write of our own, then WAIT, covers all earlier writes), or fail and retry.
+      await r.hset(this.keys.meta(shard), 'syncedAt', this.now());
+      await awaitReplicas(r, `shard ${shard}: restore`);
+    }
     const [head, seq] = await Promise.all([r.getBuffer(this.keys.snapshot(shard)), r.hget(this.keys.meta(shard), 'seq')]);
     if (!head) return null;
     return { head: bytesOf(head), seq: Number(seq ?? 0) };
@@ -170,7 +198,7 @@ export class RedisShardStore implements ShardStore {
   async commit(shard: UnitId, epoch: number, c: ShardCommit): Promise<number> {
     const keys = [this.keys.epoch(shard), this.keys.meta(shard), this.keys.snapshot(shard), this.keys.parts(shard)];
     const head = Buffer.from(c.head.buffer, c.head.byteOffset, c.head.byteLength);
-    const argv: Arg[] = [String(epoch), c.seq, c.watermark, c.closedThrough, head, this.ttlMs, this.now()];
+    const argv: Arg[] = [String(epoch), c.seq, c.watermark, c.closedThrough, head, this.ttlMs, this.now(), `${TOKEN_BASE}:${++tokens}`];
     let bytes = head.byteLength + 64;
     // Count hashes travel packed (one argument each); no spread anywhere: one change can hold 100k+
     // fields, past the call-stack argument limit.
@@ -227,6 +255,8 @@ export class RedisShardStore implements ShardStore {
     try {
       // ioredis flattens array arguments, so nothing is spread onto the stack here either.
       await this.redis.adaggCommit(keys.length, keys, argv);
+      // Not acknowledged unless replicated: the actor then fails and restores (see load).
+      await awaitReplicas(this.redis, `shard ${shard}: commit of seq ${c.seq}`);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       if (msg.startsWith('FENCED')) {
@@ -238,6 +268,24 @@ export class RedisShardStore implements ShardStore {
       throw err;
     }
     return bytes;
+  }
+
+  async dedupSecret(): Promise<Uint8Array> {
+    const key = this.keys.dedupSecret();
+    // SET NX: of nodes starting together, the first one's random secret wins; all then read it.
+    await this.redis.set(key, randomBytes(DEDUP_SECRET_BYTES), 'NX');
+    const secret = await this.redis.getBuffer(key);
+    if (secret?.byteLength !== DEDUP_SECRET_BYTES) {
+      throw new AdaggError(ErrorCode.SnapshotCorrupt, `the dedupe secret ${key} holds ${secret?.byteLength ?? 0} bytes, not ${DEDUP_SECRET_BYTES}`);
+    }
+    if (waitsForReplicas(this.redis)) {
+      // A secret lost in a failover would be replaced by another, and every stored dedupe table
+      // refused. Another node's SET NX may be unreplicated yet: rewrite the same value (a write of
+      // ours) so that WAIT covers it.
+      await this.redis.set(key, secret, 'XX');
+      await awaitReplicas(this.redis, 'the dedupe secret');
+    }
+    return new Uint8Array(secret);
   }
 
   async loadMinutes(shard: UnitId, from: number, to: number): Promise<CountWrite[]> {

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { OptionError } from '../errors.ts';
 import type { ActorHosts, HostStats, NodeOptions } from './actor-hosts.ts';
 import type { ActorRegistry } from './actor-registry.ts';
@@ -9,6 +9,7 @@ import { ServiceLifecycle, type LifecycleState, type Service } from './lifecycle
 import { LocalHosts } from './local-hosts.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { connectNats } from './nats.ts';
+import { openRedis } from './redis-connect.ts';
 import { PlacementController } from './placement/controller.ts';
 import { NodeAgent, type LocalShards } from './placement/node-agent.ts';
 import { PlacementStore } from './placement/placement-store.ts';
@@ -82,10 +83,10 @@ export class RuntimeNode implements Service {
     const actors = this.createHosts(managed);
     this.actors = actors;
     try {
-      this.redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
+      this.redis = await openRedis(o, 'state', this.log);
       this.placement = new PlacementStore(this.redis, new RedisKeys(o.prefix), { shards: o.shards, heartbeatTimeoutMs: o.nodeTimeoutMs });
       // Streams and the hot-routes bucket exist before any actor connects (no creation races).
-      const nc = await connectNats(o.natsUrl, `adagg-node-${this.id}-setup`);
+      const nc = await connectNats(o, `adagg-node-${this.id}-setup`);
       try {
         await ensureStreams(nc, this.topo, o);
         (await HotRoutes.open(nc, this.topo, o.replicas)).close();

@@ -1,11 +1,12 @@
 import type { Click } from '../model/click.ts';
-import type { BatchResult, ControlResult } from '../model/apply-results.ts';
+import type { BatchResult, ControlResult, RiskResult } from '../model/apply-results.ts';
+import type { RiskMessage } from '../model/risk-messages.ts';
 import type { HotControl } from '../model/hot-messages.ts';
 import type { HotSeenReply, HotSplitStatus, RetiredSplit, SplitView } from '../model/hot-report.ts';
 import type { RankSpec } from '../model/rank-spec.ts';
 import type { RankingState, RankingUpdate } from '../model/rankings.ts';
 import type { ShardActorConfig } from '../model/shard-config.ts';
-import type { AdQuery, AdQueryReply, ShardQuery, ShardQueryResult, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
+import type { AdQuery, AdQueryReply, OffendersQuery, OffendersReply, ShardQuery, ShardQueryResult, ShardStatus, TopQuery, TopQueryReply } from '../model/shard-queries.ts';
 import type { CountRead, CountWrite, ShardCommit, StateReader } from '../model/shard-state.ts';
 import type { Clock } from './clock.ts';
 
@@ -24,7 +25,7 @@ export interface ShardActorPorts {
   /** Loads stored final values of closed-minute fields, for corrections by late clicks. */
   readClosed(reads: readonly CountRead[]): Promise<number[]>;
   /**
-   * Hot child only: for each id (flat hash pairs, fnv1a32Utf16 then murmur3_32, and the click's event
+   * Hot child only: for each id (flat hash pairs: the keyed SipHash pair and the legacy pair, and the click's event
    * time), whether the parent counted it before the split. Resolves only once the parent has
    * applied the split.
    */
@@ -61,6 +62,8 @@ export interface ShardQueries {
    * of `ad`. Null until this actor has applied that split; the answer never changes afterwards.
    */
   hotSeen(ad: string, gen: number, hashes: readonly number[]): HotSeenReply | null;
+  /** Top offending key values of an invalid-click rule (no rules: none). */
+  riskOffenders(q: OffendersQuery): OffendersReply;
 }
 
 /**
@@ -98,6 +101,8 @@ export interface ShardBehaviour extends ShardProgress, ShardQueries, ShardRankin
   applyBatch(seq: number, clicks: readonly Click[]): Promise<BatchResult>;
   /** Applies a hot-split control message (split, unsplit, a child's report, an end marker) at `seq`. */
   applyControl(seq: number, msg: HotControl): Promise<ControlResult>;
+  /** Applies a risk message (rules, presence report, spread verdict) at `seq` (docs/risk.md). */
+  applyRisk(seq: number, msg: RiskMessage): Promise<RiskResult>;
   /** Periodic wall-clock tick (idle watermark advance, dedupe expiry); true when minutes were closed. */
   tick(caughtUp: boolean): boolean;
   /**
@@ -140,5 +145,7 @@ function answer(b: ShardBehaviour, q: ShardQuery): ShardQueryResult {
       return b.hotStatus();
     case 'hot.seen':
       return b.hotSeen(q.ad, q.gen, q.hashes);
+    case 'risk.offenders':
+      return b.riskOffenders(q);
   }
 }

@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -8,6 +8,11 @@ export interface StreamMessage {
   /** Messages still pending for this shard after this one (the consumer's lag). */
   pending: number;
   data: Uint8Array;
+  /**
+   * When JetStream stored the message (epoch ms, the NATS server's clock): the moment the producer's
+   * publish was acknowledged, the start of the end-to-end latency. Absent when unknown.
+   */
+  ackedAt?: number;
 }
 
 /**
@@ -20,6 +25,15 @@ export class ShardFeed {
   private consumer: Consumer | undefined;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
+  private jsm: JetStreamManager | undefined;
+  /** Highest sequence delivered to `onMessage` (start − 1 before the first). */
+  private delivered = 0;
+  /** Since when the stream has held a message past `delivered` that the consumer does not count. */
+  private staleSince: number | undefined;
+  /** A message is being handed to `onMessage` (waiting for mailbox room). */
+  private delivering = false;
+  /** When the last `onMessage` returned. */
+  private deliveredAt = 0;
   constructor(
     private readonly nc: NatsConnection,
     private readonly stream: string,
@@ -34,6 +48,7 @@ export class ShardFeed {
     onError: (err: unknown) => void,
   ): Promise<void> {
     const js = jetstream(this.nc);
+    this.delivered = startSeq - 1;
     this.consumer = await js.consumers.get(this.stream, {
       filter_subjects: this.subject,
       ...(startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : {}),
@@ -43,9 +58,9 @@ export class ShardFeed {
     const msgs = this.messages;
     // Back-pressure: while the actor's mailbox is full, delivery waits and no new pull goes out, so
     // the server sends no heartbeats either. That is us being slow, not the server being gone.
-    let delivering = false;
-    let deliveredAt = this.clock.now();
-    const backPressured = (): boolean => delivering || this.clock.now() - deliveredAt < 3000;
+    this.delivering = false;
+    this.deliveredAt = this.clock.now();
+    const backPressured = (): boolean => this.delivering || this.clock.now() - this.deliveredAt < 3000;
     // Watchdog: an ordered consumer is R1 and lives on one server. If that server dies, the client
     // keeps retrying it forever (it only recreates on "consumer not found"), so missed heartbeats fail
     // the feed: the actor restarts from its committed sequence with a new consumer on a live server.
@@ -64,19 +79,53 @@ export class ShardFeed {
     })().catch(() => undefined);
     this.loop = (async () => {
       for await (const m of msgs) {
-        delivering = true;
-        await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data });
-        delivering = false;
-        deliveredAt = this.clock.now();
+        this.delivering = true;
+        this.delivered = m.seq;
+        await onMessage({ seq: m.seq, pending: m.info.pending, data: m.data, ackedAt: Math.floor(m.info.timestampNanos / 1e6) });
+        this.delivering = false;
+        this.deliveredAt = this.clock.now();
       }
     })().catch(onError);
   }
 
-  /** Messages pending for this consumer (server-side view), for lag when idle. */
-  async pending(): Promise<number> {
+  /**
+   * Messages pending for this consumer (server-side view), for lag when idle. The consumer's count
+   * alone is not proof of being caught up: an ordered consumer on a NATS server that was frozen or
+   * restarted can keep sending heartbeats, count 0 pending and never deliver the messages the
+   * stream took meanwhile (seen in the chaos suite: a shard stuck 16 messages behind while its
+   * minutes closed by the wall clock without them). So a count of 0 is checked against the last
+   * message of the subject in the stream; while that one is past what was delivered, the shard is
+   * not caught up (1 pending), and if it stays so for `staleAfterMs` with nothing delivered
+   * meanwhile (and no delivery waiting on the mailbox), the feed is declared stalled
+   * (ADAGG_E_FEED_STALLED: the actor restarts from its committed sequence with a new consumer).
+   */
+  async pending(staleAfterMs = 5000): Promise<number> {
     if (!this.consumer) return 0;
     const info = await this.consumer.info();
-    return info.num_pending;
+    if (info.num_pending > 0) {
+      this.staleSince = undefined;
+      return info.num_pending;
+    }
+    // A short deadline: the stream leader answers this, and while one is being elected the check
+    // must neither hold up the actor's loop for long nor fail it (no proof either way: not caught up).
+    this.jsm ??= await jetstreamManager(this.nc, { timeout: 1000 });
+    const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject }).catch(() => 'unknown' as const);
+    if (last === 'unknown') return 1;
+    if (!last || last.seq <= this.delivered) {
+      this.staleSince = undefined;
+      return 0;
+    }
+    const now = this.clock.now();
+    this.staleSince ??= now;
+    // Messages the client holds while the actor's mailbox is full are not stale: only a feed that
+    // has delivered nothing for a while, with the server holding more, is stuck.
+    const idle = !this.delivering && now - this.deliveredAt >= staleAfterMs;
+    if (idle && now - this.staleSince >= staleAfterMs) {
+      throw new AdaggError(ErrorCode.FeedStalled, `feed of ${this.subject} stalled: the stream holds seq ${last.seq}, the consumer delivered ${this.delivered} and counts nothing pending`, {
+        details: { delivered: this.delivered, streamLast: last.seq },
+      });
+    }
+    return 1;
   }
 
   async stop(): Promise<void> {

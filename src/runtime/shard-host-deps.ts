@@ -1,9 +1,11 @@
 import type { BatchResult } from '../model/apply-results.ts';
 import type { Click } from '../model/click.ts';
+import type { RiskOut } from '../model/risk-messages.ts';
 import type { RankingUpdate } from '../model/rankings.ts';
 import type { ShardActorConfig } from '../model/shard-config.ts';
 import type { ShardCommit, UnitId } from '../model/shard-state.ts';
 import type { Clock } from './clock.ts';
+import type { CorrectionRecord } from './corrections-outbox.ts';
 import type { RuntimeEvents } from './events.ts';
 import type { Logger } from './logger.ts';
 import type { DeadLetterPublisher } from './producer.ts';
@@ -57,6 +59,13 @@ export interface ShardHostHotHooks {
   tick(actor: ShardBehaviour, pending: number): Promise<boolean>;
 }
 
+/** The corrections feed (corrections-outbox.ts): published before the commit that makes them. */
+export interface CorrectionsPort {
+  /** The commit sequence of the last record published for `unit` (0: none). */
+  lastPublishedSeq(unit: UnitId): Promise<number>;
+  publish(records: readonly CorrectionRecord[]): Promise<void>;
+}
+
 export interface ShardHostDeps {
   actors: ShardBehaviourFactory;
   store: ShardStore;
@@ -67,6 +76,10 @@ export interface ShardHostDeps {
   clock: Clock;
   events: RuntimeEvents;
   log: Logger;
+  /** Publishes an actor's risk messages before the commit that covers them (absent: none are expected). */
+  publishRisk?: (out: readonly RiskOut[]) => Promise<void>;
+  /** Publishes corrections of closed minutes before the commit that makes them (absent: none are published, e.g. hot children). */
+  corrections?: CorrectionsPort;
   /** Hot-ad splitting (parent or child side); absent: control messages are applied without side effects. */
   hot?: ShardHostHotHooks;
 }

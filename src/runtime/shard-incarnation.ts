@@ -1,9 +1,12 @@
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
-import type { Click } from '../model/click.ts';
 import { decodeControl, isControlMessage } from '../model/hot-messages.ts';
+import { decodeRiskMessage, isRiskMessage } from '../model/risk-messages.ts';
 import type { ShardQuery, ShardQueryResult } from '../model/shard-queries.ts';
-import type { CountWrite, UnitId } from '../model/shard-state.ts';
+import { tooOldLetters } from './dead-letter.ts';
+import type { CountWrite, ShardCommit, UnitId } from '../model/shard-state.ts';
+import { AckedClicks } from './acked-clicks.ts';
+import { correctionRecords } from './corrections-outbox.ts';
 import type { TimerHandle } from './clock.ts';
 import { Mailbox } from './mailbox.ts';
 import { answerQuery, type ShardBehaviour } from './shard-behaviour.ts';
@@ -49,12 +52,19 @@ export class Incarnation {
   private sinceCommit = 0;
   /** The largest backlog seen since the last commit: catching up from one is committed at once. */
   private backlogSinceCommit = 0;
+  /** Acknowledgement times of the clicks counted since the last commit. */
+  private readonly acked = new AckedClicks();
   private warmInFlight = false;
   private warmMinutes = 0;
   private tickQueued = false;
   private tickTimer: TimerHandle | undefined;
   private live = true;
   private feedError: unknown;
+  /**
+   * The last commit sequence a previous incarnation published corrections for: commits starting
+   * before it publish every field they touch, even unchanged (corrections-outbox.ts).
+   */
+  private correctionsReplayUntil = 0;
 
   private constructor(
     readonly unit: UnitId,
@@ -83,6 +93,7 @@ export class Incarnation {
     // once this thread's shards have caught up, a few minutes at a time (see onTick).
     if (stored) actor.beginRankingWarmUp();
     const inc = new Incarnation(unit, epoch, actor, stored !== null, tState, opts, deps);
+    if (deps.corrections) inc.correctionsReplayUntil = await deps.corrections.lastPublishedSeq(unit);
     // Behind until its first tick finds it caught up: other shards' warm-ups wait for this one.
     behindHosts.add(inc);
     try {
@@ -148,6 +159,7 @@ export class Incarnation {
   private async handle(msg: Exclude<ShardMsg, { type: 'stop' }>): Promise<void> {
     switch (msg.type) {
       case 'batch':
+        if (isRiskMessage(msg.m.data)) return this.onRisk(msg.m);
         return isControlMessage(msg.m.data) ? this.onControl(msg.m) : this.onBatch(msg.m);
       case 'tick':
         return this.onTick();
@@ -169,14 +181,27 @@ export class Incarnation {
     if (out.commitNow || this.sinceCommit >= this.opts.snapshotEveryMessages) await this.commit(out.commitNow);
   }
 
+  /** A risk message (rules, a presence report, a spread verdict: docs/risk.md), applied at its sequence. */
+  private async onRisk(m: StreamMessage): Promise<void> {
+    this.lastBatchAt = this.deps.clock.now();
+    const closedBefore = this.actor.closedThrough;
+    const res = await this.actor.applyRisk(m.seq, decodeRiskMessage(m.data));
+    this.pending = m.pending;
+    if (res.risk) this.deps.events.emit('risk', { shard: this.unit, ...res.risk });
+    this.noteClosed(closedBefore);
+    this.sinceCommit++;
+    if (this.sinceCommit >= this.opts.snapshotEveryMessages) await this.commit();
+  }
+
   private async onBatch(m: StreamMessage): Promise<void> {
     const { clock, events, log } = this.deps;
     this.lastBatchAt = clock.now();
     const clicks = decodeBatch(m.data);
+    const closedBefore = this.actor.closedThrough;
     const res = await this.actor.applyBatch(m.seq, clicks);
     await this.deps.hot?.afterBatch(this.actor, m.seq, clicks, res);
     this.pending = m.pending;
-    if (res.tooOld.length > 0) await this.deadLetter(m.seq, res.tooOld);
+    if (res.tooOld.length > 0) await this.deps.deadLetters.publish(tooOldLetters(this.unit, m.seq, res.tooOld, clock.now()));
     events.emit('batch', {
       shard: this.unit,
       events: clicks.length,
@@ -185,7 +210,12 @@ export class Incarnation {
       late: res.late,
       tooOld: res.tooOld.length,
       skipped: res.skipped,
+      ackedAt: m.ackedAt ?? -1,
+      at: clock.now(),
     });
+    if (!res.skipped && m.ackedAt !== undefined && res.counted > 0) this.acked.add(m.ackedAt, res.counted);
+    if (res.risk) events.emit('risk', { shard: this.unit, ...res.risk });
+    this.noteClosed(closedBefore);
     this.sinceCommit++;
     if (this.pending > this.backlogSinceCommit) this.backlogSinceCommit = this.pending;
     // Caught up after a real backlog (a restart, a burst): commit now rather than at the next
@@ -197,24 +227,6 @@ export class Incarnation {
       await this.commit();
       log.info({ shard: this.unit, seq: this.actor.lastSeq, backlog }, 'shard caught up');
     } else if (this.sinceCommit >= this.opts.snapshotEveryMessages) await this.commit();
-  }
-
-  /** Dead-letters clicks too old to count, with ids a replay repeats (JetStream drops the repeats). */
-  private async deadLetter(seq: number, tooOld: readonly Click[]): Promise<void> {
-    // Shards are numbered; hot children have string unit ids (`h<adkey>-<gen>-<k>`).
-    const kind = typeof this.unit === 'number' ? 'shard' : 'hot child';
-    await this.deps.deadLetters.publish(
-      tooOld.map((click, i) => ({
-        id: `dlq-${this.unit}-${seq}-${i}`,
-        letter: {
-          reason: 'too_old' as const,
-          error: `click is older than the correction horizon behind the ${kind} watermark`,
-          source: `${kind} ${this.unit} seq ${seq}`,
-          at: this.deps.clock.now(),
-          click,
-        },
-      })),
-    );
   }
 
   private async onTick(): Promise<void> {
@@ -236,7 +248,9 @@ export class Incarnation {
     if (this.pending === 0 && this.mailbox.size === 0) behindHosts.delete(this);
     else behindHosts.add(this);
     await this.warmUpIfDue();
+    const closedBefore = this.actor.closedThrough;
     const closed = this.actor.tick(this.pending === 0 && this.mailbox.size === 0 && this.lastPendingCheckAt >= this.lastBatchAt);
+    this.noteClosed(closedBefore);
     const force = hot ? await hot.tick(this.actor, this.pending) : false;
     if (closed || force || clock.now() - this.lastCommitAt >= this.opts.snapshotIntervalMs) await this.commit(force);
     const provisionalDue = clock.now() - this.lastProvisionalAt >= 1000;
@@ -253,6 +267,7 @@ export class Incarnation {
       now: clock.now(),
       trackedIds: st.trackedIds,
       dedupBytes: st.dedupBytes,
+      riskClicks: st.riskClicks,
     });
   }
 
@@ -315,14 +330,48 @@ export class Incarnation {
     const c = this.actor.prepareCommit(this.committedSeq, force);
     if (!c) return;
     const t0 = clock.now();
-    await hot?.beforeCommit(this.actor, c);
-    const bytes = await store.commit(this.unit, this.epoch, c);
+    let bytes: number;
+    try {
+      await hot?.beforeCommit(this.actor, c);
+      // Risk messages go out before the state that produced them is committed: a crash in between
+      // replays the same messages (same ids, absolute values), never loses one.
+      if (c.outbox && c.outbox.length > 0) {
+        if (!this.deps.publishRisk) throw new Error(`shard ${this.unit}: risk messages to publish but no publisher`);
+        await this.deps.publishRisk(c.outbox);
+      }
+      if (c.corrections && c.corrections.length > 0 && this.deps.corrections) await this.publishCorrections(c);
+      bytes = await store.commit(this.unit, this.epoch, c);
+    } catch (err) {
+      events.emit('commitFailed', { shard: this.unit, code: (err as AdaggError | undefined)?.code ?? 'unknown' });
+      throw err;
+    }
     this.actor.committed(c);
+    const acked = this.acked.take();
     this.committedSeq = c.seq;
     this.lastCommitAt = clock.now();
     this.sinceCommit = 0;
     this.backlogSinceCommit = 0;
-    events.emit('commit', { shard: this.unit, ms: this.lastCommitAt - t0, bytes, headBytes: c.head.byteLength, writes: c.writes.length, seq: c.seq });
+    events.emit('commit', { shard: this.unit, ms: this.lastCommitAt - t0, bytes, headBytes: c.head.byteLength, writes: c.writes.length, seq: c.seq, acked, at: this.lastCommitAt });
+  }
+
+  /**
+   * Corrections of closed minutes go out before the commit that makes them, like risk messages:
+   * a crash in between replays them (absolute values; a follower keeps the latest per field).
+   */
+  private async publishCorrections(c: ShardCommit): Promise<void> {
+    const all = this.committedSeq < this.correctionsReplayUntil;
+    const records = correctionRecords(this.unit, c.seq, c.corrections!, this.deps.clock.now(), all);
+    if (records.length === 0) return;
+    await this.deps.corrections!.publish(records);
+    const byCause: Record<string, number> = {};
+    for (const r of records) byCause[r.cause] = (byCause[r.cause] ?? 0) + 1;
+    this.deps.events.emit('corrections', { shard: this.unit, seq: c.seq, byCause });
+  }
+
+  /** Reports minutes the last step closed (the newest one's close delay is what the metric shows). */
+  private noteClosed(before: number): void {
+    const now = this.actor.closedThrough;
+    if (now > before) this.deps.events.emit('minuteClosed', { shard: this.unit, closedThrough: now, at: this.deps.clock.now() });
   }
 
   /** Draining: the feed stops first so nothing new arrives, then the final commit. */

@@ -25,4 +25,9 @@ export interface ShardStore {
    * Resolves to a decoder, so the caller picks when to spend the CPU.
    */
   closedMinutes(shard: UnitId, minutes: readonly number[]): Promise<() => CountWrite[]>;
+  /**
+   * The deployment's 128-bit click-id dedupe secret (ShardActorConfig.dedupKey): created at random
+   * on first use, atomically, so every node and thread of the deployment reads the same one.
+   */
+  dedupSecret(): Promise<Uint8Array>;
 }

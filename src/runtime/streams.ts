@@ -1,4 +1,4 @@
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
@@ -10,18 +10,51 @@ export interface StreamSetup {
   /** How long raw clicks are kept for replay/recompute (Kappa). Age-based, never count-based (nats-server#4043). */
   rawRetentionMs: number;
   duplicateWindowMs: number;
+  /** Size bound of the clicks stream (ADAGG_CLICKS_MAX_BYTES); 0: none at the stream level. @default 0 */
+  clicksMaxBytes?: number | undefined;
+  /** Size bound of the dead-letter stream (ADAGG_DLQ_MAX_BYTES). @default 128 MiB */
+  dlqMaxBytes?: number | undefined;
+  /** Size bound of the corrections stream. @default 256 MiB */
+  correctionsMaxBytes?: number | undefined;
 }
 
 const nanos = (ms: number): number => ms * 1_000_000;
 const SHARDS_RE = /shards=(\d+)/;
+/** Largest dead-letter message: records are capped to about 5 KB (dead-letter.ts), so this only stops a foreign publisher. */
+const DLQ_MAX_MSG_BYTES = 16 * 1024;
+/** A correction record is a few hundred bytes (ids and dimension values are bounded at ingest). */
+const CORRECTIONS_MAX_MSG_BYTES = 16 * 1024;
 
 /**
- * Creates the clicks and dead-letter streams if missing. The shard count is fixed when the clicks
+ * The size limits of both streams. Clicks: `discard: new`. At the bound JetStream refuses new
+ * clicks (the producer's publish fails, POST /v1/clicks answers 503 and the client retries later)
+ * instead of deleting the oldest ones: with `discard: old` a click acknowledged to its client
+ * but not yet read by its shard actor could be deleted unread, a silent loss (and nats-server
+ * 2.9.x writes much slower to a stream sitting at its limit, nats-server#4043). Space comes back
+ * as ADAGG_RAW_RETENTION_MS ages clicks out. Dead letters: `discard: old`, they are an audit
+ * trail and the newest matter most.
+ */
+function limits(s: StreamSetup): { clicks: Partial<StreamConfig>; dlq: Partial<StreamConfig>; corrections: Partial<StreamConfig> } {
+  return {
+    // No default bound: JetStream reserves a stream's max_bytes against the server's store, so a
+    // bound large enough for days of clicks would starve the other streams; the store's own limit
+    // refuses new writes just like `discard: new`.
+    clicks: { max_bytes: s.clicksMaxBytes ? s.clicksMaxBytes : -1, discard: DiscardPolicy.New },
+    dlq: { max_bytes: s.dlqMaxBytes ?? 128 * 1024 ** 2, discard: DiscardPolicy.Old, max_msg_size: DLQ_MAX_MSG_BYTES },
+    // Like dead letters: an audit feed whose newest records matter most (docs/history.md).
+    corrections: { max_bytes: s.correctionsMaxBytes ?? 256 * 1024 ** 2, discard: DiscardPolicy.Old, max_msg_size: CORRECTIONS_MAX_MSG_BYTES },
+  };
+}
+
+/**
+ * Creates the clicks, dead-letter and corrections streams if missing. The shard count is fixed when the clicks
  * stream is created and recorded in its description; a node configured with another count is
- * refused, because it would route ads to the wrong shards.
+ * refused, because it would route ads to the wrong shards. Size limits are applied to existing
+ * streams too (streams made by older versions had none).
  */
 export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSetup): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
+  const lim = limits(s);
   const existing = await jsm.streams.info(t.clicksStream).catch(() => null);
   if (existing) {
     const m = SHARDS_RE.exec(existing.config.description ?? '');
@@ -32,9 +65,8 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
       );
     }
     // Hot-ad child subjects (added later than the stream layout): add them to an older stream.
-    if (!existing.config.subjects.includes(t.hotSubjects)) {
-      await jsm.streams.update(t.clicksStream, { subjects: [...existing.config.subjects, t.hotSubjects] });
-    }
+    const subjects = existing.config.subjects.includes(t.hotSubjects) ? {} : { subjects: [...existing.config.subjects, t.hotSubjects] };
+    await applyLimits(jsm, existing, { ...subjects, ...lim.clicks }, 'ADAGG_CLICKS_MAX_BYTES');
   } else {
     await jsm.streams.add({
       name: t.clicksStream,
@@ -42,13 +74,16 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
       subjects: [t.clickSubjects, t.hotSubjects],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
-      discard: DiscardPolicy.Old,
       max_age: nanos(s.rawRetentionMs),
       duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
       num_replicas: s.replicas,
+      ...lim.clicks,
     }).catch((err: unknown) => createdMeanwhile(jsm, t.clicksStream, err));
   }
-  await jsm.streams.info(t.deadLetterStream).catch(async () => {
+  const dlq = await jsm.streams.info(t.deadLetterStream).catch(() => null);
+  if (dlq) {
+    await applyLimits(jsm, dlq, lim.dlq, 'ADAGG_DLQ_MAX_BYTES');
+  } else {
     await jsm.streams.add({
       name: t.deadLetterStream,
       description: 'adagg refused clicks',
@@ -57,9 +92,35 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
       max_age: nanos(s.rawRetentionMs),
       duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
       num_replicas: s.replicas,
+      ...lim.dlq,
     }).catch((err: unknown) => createdMeanwhile(jsm, t.deadLetterStream, err));
-  });
+  }
+  const corr = await jsm.streams.info(t.correctionsStream).catch(() => null);
+  if (corr) {
+    await applyLimits(jsm, corr, lim.corrections, 'corrections stream');
+  } else {
+    await jsm.streams.add({
+      name: t.correctionsStream,
+      description: 'adagg corrections of closed minutes',
+      subjects: [t.correctionSubjects],
+      storage: StorageType.File,
+      max_age: nanos(s.rawRetentionMs),
+      duplicate_window: nanos(Math.min(s.duplicateWindowMs, s.rawRetentionMs)),
+      num_replicas: s.replicas,
+      ...lim.corrections,
+    }).catch((err: unknown) => createdMeanwhile(jsm, t.correctionsStream, err));
+  }
   return jsm;
+}
+
+/** Updates an existing stream where its config differs from `want` (nothing to do: no request). */
+async function applyLimits(jsm: JetStreamManager, info: StreamInfo, want: Partial<StreamConfig>, option: string): Promise<void> {
+  const cfg = info.config as unknown as Record<string, unknown>;
+  const changed = Object.entries(want).some(([k, v]) => JSON.stringify(cfg[k]) !== JSON.stringify(v));
+  if (!changed) return;
+  await jsm.streams.update(info.config.name, want).catch((err: unknown) => {
+    throw new AdaggError(ErrorCode.StreamMismatch, `stream ${info.config.name}: could not apply its limits (${option}): ${(err as Error).message}`, { cause: err });
+  });
 }
 
 /**
@@ -68,4 +129,11 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
  */
 async function createdMeanwhile(jsm: JetStreamManager, stream: string, err: unknown): Promise<void> {
   if (!(await jsm.streams.info(stream).catch(() => null))) throw err;
+}
+
+/** The last sequence a stream holds now (0 when it is empty or missing). */
+export async function lastSequence(nc: NatsConnection, stream: string): Promise<number> {
+  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  const info = await jsm.streams.info(stream).catch(() => null);
+  return info?.state.last_seq ?? 0;
 }

@@ -1,8 +1,10 @@
+import { AdaggError, ErrorCode } from '../errors.ts';
 import { decode } from '../model/msgpack.ts';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { parseSpecKey, specKey, type RankSpec } from '../model/rank-spec.ts';
 import type { GlobalRanking, RankingState, RankingUpdate } from '../model/rankings.ts';
 import type { Clock, TimerHandle } from './clock.ts';
+import type { RuntimeEvents } from './events.ts';
 import { ServiceLifecycle, type LifecycleState, type Service } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { Mailbox } from './mailbox.ts';
@@ -18,7 +20,17 @@ export interface ReducerHostOptions {
   provisionalIntervalMs?: number;
   /** Lease of a spec registered with the shards; renewed while watched. @default 60000 */
   specLeaseMs?: number;
+  /**
+   * Most distinct specs held in the shards at once: watched ones plus unwatched ones whose lease
+   * has not run out (the shards keep those until it does). @default Infinity
+   */
+  maxSpecs?: number;
+  /** Where the reducer reports its work each tick (`reducer` events; the gateway's /metrics). */
+  events?: RuntimeEvents;
 }
+
+/** How long a shard keeps a registered spec unless the reducer renews it. */
+export const DEFAULT_SPEC_LEASE_MS = 60_000;
 
 type ReducerMsg =
   | { k: 'updates'; shard: number; updates: RankingUpdate[] }
@@ -36,12 +48,16 @@ export class TopNReducerHost implements Service {
   private readonly client: ShardClient;
   private readonly mailbox = new Mailbox<ReducerMsg>(10_000);
   private readonly watched = new Map<string, number>();
+  /** Every spec registered with the shards → when our last registration of it lapses there. */
+  private readonly held = new Map<string, number>();
   private readonly latest = new Map<string, { final?: GlobalRanking; prov?: GlobalRanking }>();
   private readonly listeners = new Set<(r: GlobalRanking) => void>();
   private sub: Subscription | undefined;
   private loop: Promise<void> | undefined;
   private timer: TimerHandle | undefined;
   private lastRenew = 0;
+  /** Work since the last `reducer` event. */
+  private readonly work = { updates: 0, resyncs: 0, finals: 0, provisionals: 0 };
   private closed = false;
   private readonly life: ServiceLifecycle;
 
@@ -101,13 +117,41 @@ export class TopNReducerHost implements Service {
     return () => this.listeners.delete(fn);
   }
 
-  /** Starts (or keeps) computing a spec; the first call registers it with every shard. */
+  /**
+   * Starts (or keeps) computing a spec; the first call registers it with every shard. Every spec
+   * costs memory and work in every shard for as long as its lease, so a new one beyond `maxSpecs`
+   * held is refused with ADAGG_E_TOO_MANY_SUBSCRIPTIONS (and nothing is registered).
+   */
   watch(spec: RankSpec): string {
     const key = specKey(spec);
     const n = this.watched.get(key) ?? 0;
+    if (n === 0 && !this.held.has(key) && this.heldSpecs >= (this.opts.maxSpecs ?? Infinity)) {
+      throw new AdaggError(
+        ErrorCode.TooManySubscriptions,
+        `the gateway already holds ${this.held.size} live ranking specs (ADAGG_WS_MAX_SPECS_TOTAL); subscribe to one in use or retry later`,
+      );
+    }
     this.watched.set(key, n + 1);
-    if (n === 0) void this.register([spec]);
+    if (n === 0) {
+      this.held.set(key, this.leaseEnd());
+      void this.register([spec]);
+    }
     return key;
+  }
+
+  /** Distinct specs registered with the shards and not yet lapsed there (watched or not). */
+  get heldSpecs(): number {
+    const now = this.clock.now();
+    for (const [key, until] of this.held) if (until < now && !this.watched.has(key)) this.held.delete(key);
+    return this.held.size;
+  }
+
+  /**
+   * When a registration sent now lapses in the shards. The shard starts the lease when the request
+   * arrives, up to one request timeout later.
+   */
+  private leaseEnd(): number {
+    return this.clock.now() + (this.opts.specLeaseMs ?? DEFAULT_SPEC_LEASE_MS) + this.opts.queryTimeoutMs;
   }
 
   unwatch(key: string): void {
@@ -128,7 +172,7 @@ export class TopNReducerHost implements Service {
     await Promise.all(
       [...Array(this.opts.shards).keys()].map(async (shard) => {
         try {
-          const state = await this.client.ask<RankingState>(shard, { op: 'rank-specs', specs, leaseMs: this.opts.specLeaseMs ?? 60_000 });
+          const state = await this.client.ask<RankingState>(shard, { op: 'rank-specs', specs, leaseMs: this.opts.specLeaseMs ?? DEFAULT_SPEC_LEASE_MS });
           if (!this.closed) this.mailbox.force({ k: 'state', shard, state });
         } catch (err) {
           this.log.warn({ shard, err }, 'ranking spec registration failed; retried at the next renewal');
@@ -162,7 +206,11 @@ export class TopNReducerHost implements Service {
     switch (msg.k) {
       case 'updates': {
         const { finals, resync } = this.reducer.apply(msg.shard, msg.updates);
-        if (resync) void this.resync(msg.shard);
+        this.work.updates += msg.updates.length;
+        if (resync) {
+          this.work.resyncs++;
+          void this.resync(msg.shard);
+        }
         for (const key of finals) this.emit(this.reducer.changed(this.reducer.globalFinal(key)));
         break;
       }
@@ -172,18 +220,30 @@ export class TopNReducerHost implements Service {
       }
       case 'tick': {
         for (const key of this.watched.keys()) this.emit(this.reducer.changed(this.reducer.globalProvisional(key)));
-        const lease = this.opts.specLeaseMs ?? 60_000;
+        const lease = this.opts.specLeaseMs ?? DEFAULT_SPEC_LEASE_MS;
         if (this.clock.now() - this.lastRenew > lease / 3 && this.watched.size > 0) {
           this.lastRenew = this.clock.now();
+          const until = this.leaseEnd();
+          for (const key of this.watched.keys()) this.held.set(key, until);
           void this.register([...this.watched.keys()].map(parseSpecKey));
         }
+        this.report();
         break;
       }
     }
   }
 
+  private report(): void {
+    const events = this.opts.events;
+    if (!events) return;
+    events.emit('reducer', { ...this.work, specs: this.held.size, queued: this.mailbox.size });
+    this.work.updates = this.work.resyncs = this.work.finals = this.work.provisionals = 0;
+  }
+
   private emit(r: GlobalRanking | undefined): void {
     if (!r) return;
+    if (r.final) this.work.finals++;
+    else this.work.provisionals++;
     const cur = this.latest.get(r.spec) ?? {};
     if (r.final) cur.final = r;
     else cur.prov = r;

@@ -20,6 +20,12 @@ export interface Topology {
   hotSubjectsOf(adKey: string): string;
   /** Every subject of the clicks stream: shard subjects and hot child subjects. */
   streamSubjects: string;
+  /** Stream of corrections to closed minutes (docs/history.md, "Corrections feed"). */
+  correctionsStream: string;
+  /** Subject of the corrections a shard (unit) makes. */
+  correctionSubject(unit: number | string): string;
+  /** Every corrections subject. */
+  correctionSubjects: string;
   /** KV bucket that publishers watch to learn which ads are split (and into which subjects). */
   hotBucket: string;
 }
@@ -41,5 +47,8 @@ export function topology(prefix: string): Topology {
     hotSubjectsOf: (adKey) => `${p}.hot.${adKey}.>`,
     streamSubjects: `${p}.>`,
     hotBucket: `${P}_HOT`,
+    correctionsStream: `${P}_CORRECTIONS`,
+    correctionSubject: (unit) => `${p}.corrections.${unit}`,
+    correctionSubjects: `${p}.corrections.*`,
   };
 }

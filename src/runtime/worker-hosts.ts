@@ -183,6 +183,8 @@ export class WorkerHosts implements ActorHosts {
     const lostUnits = [...this.units].filter(([, h]) => h.slot === slot).map(([u]) => u);
     for (const s of lostShards) this.shards.delete(s);
     for (const u of lostUnits) this.units.delete(u);
+    // The dead worker cannot report its actors gone: their per-shard series would stay frozen.
+    for (const shard of [...lostShards, ...lostUnits]) this.o.events.emit('actorStopped', { shard });
     if (this.o.clock.now() - slot.spawnedAt >= HEALTHY_RUN_MS) slot.failures = 0;
     // The first failure is replaced at once, so the lost actors restart spread as before; a worker
     // that keeps failing is replaced with growing delays.

@@ -169,6 +169,9 @@ export function clusterEnv(o: ClusterOptions): Record<string, string> {
     ADAGG_TICK_INTERVAL_MS: '100',
     ADAGG_HANDOFF_TIMEOUT_MS: '5000',
     ADAGG_HTTP_HOST: '127.0.0.1',
+    ADAGG_AUTH: 'off',
+    // Several nodes share this host: no per-node /metrics listener unless a test asks for one.
+    ADAGG_METRICS_PORT: '0',
     ...o.env,
   };
 }

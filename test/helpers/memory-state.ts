@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
 import { commitBytes, type CountRead, type CountWrite, type ShardCommit, type StateReader, type StoredShard } from '../../src/model/shard-state.ts';
 import type { ShardStore } from '../../src/runtime/shard-store.ts';
@@ -109,7 +110,13 @@ export class MemoryState {
  */
 export class MemoryShardStore implements ShardStore {
   private epoch = 0;
+  /** This store's dedupe secret, as the Redis store keeps one per deployment. */
+  readonly secret = new Uint8Array(randomBytes(16));
   constructor(readonly state = new MemoryState()) {}
+
+  async dedupSecret(): Promise<Uint8Array> {
+    return this.secret;
+  }
 
   async acquire(): Promise<number> {
     return ++this.epoch;

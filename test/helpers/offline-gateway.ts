@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { QueryJobs } from '../../src/gateway/query-jobs.ts';
 import type { QueryService } from '../../src/gateway/query-service.ts';
-import { buildGateway, type GatewayOptions } from '../../src/gateway/server.ts';
+import { buildGateway, type GatewayDeps, type GatewayOptions } from '../../src/gateway/server.ts';
 import type { RankingSource } from '../../src/gateway/ws-feeds.ts';
 import type { ClickIngest } from '../../src/ingest/click-ingest.ts';
 import { RuntimeEvents } from '../../src/runtime/events.ts';
@@ -35,8 +35,8 @@ const unused = (what: string) => (): never => {
   throw new Error(`${what} must not be reached by this test`);
 };
 
-/** A gateway whose back ends are never reached: requests that need them fail loudly. */
-export function offlineGateway(o: GatewayOptions = GATEWAY_OPTIONS): FastifyInstance {
+/** A gateway whose back ends are never reached: requests that need them fail loudly. `extra` adds or replaces deps (e.g. `auth`). */
+export function offlineGateway(o: GatewayOptions = GATEWAY_OPTIONS, extra: Partial<GatewayDeps> = {}): FastifyInstance {
   const nc = {} as NatsConnection;
   const rankings: RankingSource = { onRanking: () => () => undefined, watch: () => '', unwatch: () => undefined, current: () => ({}) };
   return buildGateway(o, {
@@ -44,10 +44,11 @@ export function offlineGateway(o: GatewayOptions = GATEWAY_OPTIONS): FastifyInst
     reducer: rankings,
     events: new RuntimeEvents(),
     ingest: { ingest: unused('ingest') } as unknown as ClickIngest,
-    queries: { adCount: unused('adCount'), popular: unused('popular'), shardMetas: unused('shardMetas'), shardStatus: unused('shardStatus') } as unknown as QueryService,
+    queries: { adCount: unused('adCount'), adInvalid: unused('adInvalid'), offenders: unused('offenders'), popular: unused('popular'), shardMetas: unused('shardMetas'), shardStatus: unused('shardStatus') } as unknown as QueryService,
     registry: new Registry(),
     ready: async () => ({ nats: true, redis: true }),
     log: silentLogger,
+    ...extra,
   });
 }
 

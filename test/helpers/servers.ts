@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startNatsServer, startRedisServer, type ServerHandle } from '../../src/runtime/local-servers.ts';
+// Side effect: ADAGG_ARCHIVE_DIR of this test process and its children is a temp folder.
+import './archive-dir.ts';
 
 export interface TestServers {
   natsUrl: string;

@@ -17,7 +17,7 @@ export async function spawnService(env: Record<string, string>, port?: number): 
   const httpPort = port ?? (await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
     cwd: ROOT,
-    env: { ...process.env, ADAGG_LOG_LEVEL: 'warn', ...env, ADAGG_HTTP_PORT: String(httpPort), ADAGG_HTTP_HOST: '127.0.0.1' },
+    env: { ...process.env, ADAGG_LOG_LEVEL: 'warn', ADAGG_AUTH: 'off', ...env, ADAGG_HTTP_PORT: String(httpPort), ADAGG_HTTP_HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -39,4 +39,21 @@ export async function spawnService(env: Record<string, string>, port?: number): 
     throw new Error(`service did not become ready (${(err as Error).message}):\n${out}`);
   }
   return { url, child, exited, output: () => out };
+}
+
+/**
+ * The environment the crash tests give `adagg start`: the test's servers, a fresh prefix, 4 shards
+ * and short idle/lateness/tick settings so minutes close quickly; `extra` adds or overrides.
+ */
+export function serviceEnv(servers: { natsUrl: string; redisUrl: string }, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NATS_URL: servers.natsUrl,
+    REDIS_URL: servers.redisUrl,
+    ADAGG_PREFIX: prefix,
+    ADAGG_SHARDS: '4',
+    ADAGG_IDLE_TIMEOUT_MS: '1000',
+    ADAGG_ALLOWED_LATENESS_MS: '5000',
+    ADAGG_TICK_INTERVAL_MS: '100',
+    ...extra,
+  };
 }

@@ -1,10 +1,12 @@
 /** An in-process adagg stack (runtime node + gateway) on per-test servers, for integration tests. */
+import path from 'node:path';
 import { actorRegistry } from '../../src/actors/index.ts';
 import { actorWorkerEntry } from '../../src/cli/services.ts';
 import { GatewayService } from '../../src/gateway/gateway-service.ts';
 import { compileOptions, type AdaggOptions, type CompiledOptions } from '../../src/options.ts';
 import { RuntimeEvents } from '../../src/runtime/events.ts';
 import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
+import { TEST_ARCHIVE_DIR } from './archive-dir.ts';
 import { startTestServers, uniquePrefix, type TestServers } from './servers.ts';
 import { waitFor } from './wait.ts';
 
@@ -30,12 +32,18 @@ export const TEST_OPTIONS: AdaggOptions = {
   tickIntervalMs: 100,
   httpPort: 0,
   httpHost: '127.0.0.1',
+  // Authentication is tested on its own (test/security/); elsewhere tests call the gateway bare.
+  auth: 'off',
+  // Never the checkout's ./data/archive (startStack gives each stack its own folder).
+  archiveDir: TEST_ARCHIVE_DIR,
+  // Archivers only where a test asks for them (see test/global-setup.ts).
+  archive: 'off',
 };
 
 export async function startStack(overrides: AdaggOptions = {}, servers?: TestServers): Promise<TestStack> {
   const srv = servers ?? (await startTestServers());
   const opts = {
-    ...compileOptions({ ...TEST_OPTIONS, prefix: uniquePrefix(), ...overrides }),
+    ...compileOptions({ ...TEST_OPTIONS, prefix: uniquePrefix(), archiveDir: path.join(srv.dir, 'archive'), ...overrides }),
     natsUrl: srv.natsUrl,
     redisUrl: srv.redisUrl,
   };

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
-import { spawnService, type ServiceProcess } from '../helpers/service-process.ts';
+import { serviceEnv, spawnService, type ServiceProcess } from '../helpers/service-process.ts';
 import { verifyAdMinutes, verifyTopN, waitAllClosed } from '../helpers/verify.ts';
 import { pace, waitFor } from '../helpers/wait.ts';
 
@@ -19,17 +19,7 @@ describe('SIGKILL mid-stream', () => {
 
   beforeAll(async () => {
     servers = await startTestServers();
-    Object.assign(env, {
-      NATS_URL: servers.natsUrl,
-      REDIS_URL: servers.redisUrl,
-      ADAGG_PREFIX: uniquePrefix(),
-      ADAGG_SHARDS: '4',
-      ADAGG_IDLE_TIMEOUT_MS: '1000',
-      ADAGG_ALLOWED_LATENESS_MS: '5000',
-      ADAGG_SNAPSHOT_INTERVAL_MS: '200',
-      ADAGG_SNAPSHOT_EVERY_MESSAGES: '20',
-      ADAGG_TICK_INTERVAL_MS: '100',
-    });
+    Object.assign(env, serviceEnv(servers, uniquePrefix(), { ADAGG_SNAPSHOT_INTERVAL_MS: '200', ADAGG_SNAPSHOT_EVERY_MESSAGES: '20' }));
     svc = await spawnService(env);
   });
   afterAll(async () => {

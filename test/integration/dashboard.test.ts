@@ -1,16 +1,23 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateStream } from '../helpers/click-stream.ts';
-import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
+import { sha256Hex } from '../../src/gateway/auth/token-hash.ts';
+import { minuteOf } from '../../src/model/time.ts';
+import { shardOf } from '../../src/model/partition.ts';
+import { RedisKeys } from '../../src/runtime/redis-keys.ts';
+import { startStack, type TestStack } from '../helpers/stack.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
 /**
  * The dashboard at `/` in a real browser (Debian's chromium driven by playwright-core) against a
  * real stack: the live top-N table follows posted clicks without a reload, the country filter
- * re-subscribes over the same socket, and the chart draws the charted ad's minutes.
+ * re-subscribes over the same socket, and the chart draws the charted ad's minutes. Authentication
+ * is on: the page gets its token from the URL fragment, as `npm start` prints it.
  */
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -52,6 +59,26 @@ function tableRows(page: Page): Promise<Row[]> {
   );
 }
 
+/** Each row's invalid-share cell as shown (ad id → text). */
+function invalidCells(page: Page): Promise<Record<string, string>> {
+  return page.$$eval('#topn-table tbody tr', (trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.getAttribute('data-ad-id') ?? '', tr.querySelector('td.invalid')?.textContent ?? ''])),
+  );
+}
+
+/** The token the page and the test use (every scope), as `npm start`'s dev token. */
+const TOKEN = `dash-token-${Math.random().toString(36).slice(2)}`;
+
+/** POSTs NDJSON lines with the token. */
+async function postClicks(url: string, lines: readonly string[]): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}/v1/clicks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson', authorization: `Bearer ${TOKEN}` },
+    body: lines.join('\n'),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 /** Polls `read` until `ok` holds; on timeout the error shows the last value read. */
 function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   return waitForValue(what, read, ok, { timeoutMs, everyMs: 150 });
@@ -76,7 +103,9 @@ describe('dashboard', () => {
   };
 
   beforeAll(async () => {
-    stack = await startStack();
+    const tokensFile = path.join(await mkdtemp(path.join(os.tmpdir(), 'adagg-dash-')), 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'dash', sha256: sha256Hex(TOKEN), scopes: ['admin'] }] }));
+    stack = await startStack({ auth: 'on', tokensFile });
     if (!HAVE_CHROMIUM) return;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -99,6 +128,7 @@ describe('dashboard', () => {
       '/': 'text/html',
       '/static/app.js': 'text/javascript',
       '/static/chart.js': 'text/javascript',
+      '/static/invalid-share.js': 'text/javascript',
       '/static/style.css': 'text/css',
       '/static/index.html': 'text/html',
     };
@@ -109,16 +139,20 @@ describe('dashboard', () => {
       expect(res.headers.get('cache-control'), p).toBe('no-store');
       expect((await res.text()).length, p).toBeGreaterThan(100);
     }
+    // With a token: a path that leaves /static/ is an unknown route, which needs one (401) before it is a 404.
     for (const p of ['/static/..%2Fserver.ts', '/static/..%2F..%2F..%2Fpackage.json', '/static/%2e%2e/routes/dashboard.ts', '/static/nope.js', '/static/', '/static/.env']) {
-      const res = await fetch(`${stack.url}${p}`);
+      const res = await fetch(`${stack.url}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } });
       expect(res.status, p).toBe(404);
       expect(await res.text(), p).not.toContain('import ');
     }
   });
 
   it.skipIf(!HAVE_CHROMIUM)(`live top-N, country filter and chart in a browser${HAVE_CHROMIUM ? '' : ` (skipped: ${NO_CHROMIUM})`}`, async () => {
-    await page.goto(`${stack.url}/`);
+    await page.goto(`${stack.url}/#token=${TOKEN}`);
     await until('status live', () => page.textContent('#status'), (t) => /\blive\b/.test(t ?? ''));
+    // The token left the address bar (and so bookmarks and screenshots) for this tab's storage.
+    expect(page.url()).not.toContain(TOKEN);
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('adagg.token'))).toBe(TOKEN);
     // Marks this document: still set later proves the table updated without a reload.
     await page.evaluate(() => ((globalThis as unknown as { marker: string }).marker = 'no-reload'));
 
@@ -138,6 +172,24 @@ describe('dashboard', () => {
     expect(await page.textContent('#ranking-kind')).toBe('provisional');
     expect(await page.textContent('#ranking-updated')).toMatch(/\d\d:\d\d:\d\d/);
 
+    // The invalid share column: 0 without rules, then what the actors count once a rule took
+    // clicks. No rules file here: 4 invalid clicks of dash-alpha in its past minute are written
+    // where the shard actor commits them (field ('!inv', rule)), the rule name where the rules
+    // publisher records it.
+    await until('every row to show a 0.0% invalid share', () => invalidCells(page), (c) => Object.keys(c).length === 3 && Object.values(c).every((t) => t === '0.0%'));
+    const redis = new Redis(stack.servers.redisUrl);
+    try {
+      const keys = new RedisKeys(stack.opts.prefix);
+      await redis.sadd(keys.riskRuleNames(), 'dash-rule');
+      await redis.hset(keys.counts(shardOf('dash-alpha', stack.opts.shards), minuteOf(past), '!inv', 'dash-rule'), 'dash-alpha', 4);
+    } finally {
+      redis.disconnect();
+    }
+    // 4 / (12 valid + 4 invalid), shown without a reload once the minute is read from Redis.
+    const shown = await until('dash-alpha to show 25.0% invalid', () => invalidCells(page), (c) => c['dash-alpha'] === '25.0%');
+    expect(shown).toEqual({ 'dash-alpha': '25.0%', 'dash-bravo': '0.0%', 'dash-charlie': '0.0%' });
+    expect(await page.getAttribute('#topn-table tbody tr[data-ad-id="dash-alpha"] td.invalid', 'title')).toContain('dash-rule: 4');
+
     // Another ad overtakes; the same page follows.
     await post('dash-bravo', Date.now(), ['DE', 'DE', 'DE', 'DE', 'DE', 'DE', 'US', 'US', 'US', 'US']);
     const second = expectedTop(clicks);
@@ -154,6 +206,8 @@ describe('dashboard', () => {
       { ad_id: 'dash-charlie', count: 2 },
     ]);
     await until('the DE ranking', () => tableRows(page), (rows) => JSON.stringify(rows) === JSON.stringify(de));
+    // The share follows the filter: no invalid DE clicks were counted.
+    await until('the DE invalid shares', () => invalidCells(page), (c) => c['dash-alpha'] === '0.0%' && Object.keys(c).length === 3);
     expect(await page.textContent('#ranking-range')).toContain('DE');
     expect(await page.textContent('#status')).toContain('live');
 
@@ -194,5 +248,15 @@ describe('dashboard', () => {
     await copyFile(SCREENSHOT, DOCS_SCREENSHOT);
 
     expect(pageErrors).toEqual([]);
+  });
+
+  it.skipIf(!HAVE_CHROMIUM)('explains a missing token instead of spinning', async () => {
+    const bare = await browser!.newPage();
+    try {
+      await bare.goto(`${stack.url}/`);
+      await until('the missing-token message', () => bare.textContent('#topn-error'), (t) => (t ?? '').includes('needs a token'));
+    } finally {
+      await bare.close();
+    }
   });
 });

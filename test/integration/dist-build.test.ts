@@ -59,6 +59,7 @@ describe('the build (npm run build) runs without tsx', () => {
         ADAGG_WORKERS: '1',
         ADAGG_HTTP_PORT: String(port),
         ADAGG_HTTP_HOST: '127.0.0.1',
+        ADAGG_AUTH: 'off',
         ADAGG_IDLE_TIMEOUT_MS: '1000',
         ADAGG_LOG_LEVEL: 'info',
       },

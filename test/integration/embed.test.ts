@@ -2,6 +2,7 @@
  * examples/embed.ts really embeds adagg: a runtime node (actors in a worker thread) and a gateway
  * in this process, on per-test servers; a posted click is counted exactly once.
  */
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type Embedded } from '../../examples/embed.ts';
 import { ErrorCode } from '../../src/index.ts';
@@ -22,10 +23,13 @@ describe('examples/embed.ts', () => {
       workers: 1,
       httpPort: 0,
       httpHost: '127.0.0.1',
+      auth: 'off',
       idleTimeoutMs: 1000,
       allowedLatenessMs: 2000,
       snapshotIntervalMs: 300,
       tickIntervalMs: 100,
+      archiveDir: path.join(servers.dir, 'archive'),
+      archive: 'off',
     });
   });
 

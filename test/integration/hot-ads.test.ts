@@ -19,6 +19,7 @@ import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { RuntimeNode } from '../../src/runtime/runtime-node.ts';
 import { ShardClient } from '../../src/runtime/shard-client.ts';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
+import { TEST_ARCHIVE_DIR } from '../helpers/archive-dir.ts';
 import { realisticStream, Truth, type GenClick } from '../helpers/click-stream.ts';
 import { chunked, killAllChildren, LoadClient, ProcCluster, QueryPoller, ROOT } from '../helpers/cluster-procs.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
@@ -36,6 +37,8 @@ const NODES = ['n1', 'n2', 'n3'];
 
 const HOT_OPTIONS: AdaggOptions = {
   shards: 4,
+  archiveDir: TEST_ARCHIVE_DIR,
+  archive: 'off',
   idleTimeoutMs: 1000,
   allowedLatenessMs: 5000,
   snapshotIntervalMs: 300,
@@ -48,6 +51,7 @@ const HOT_OPTIONS: AdaggOptions = {
   hotLingerMs: 1000,
   httpPort: 0,
   httpHost: '127.0.0.1',
+  auth: 'off',
 };
 
 type Opts = CompiledOptions & { natsUrl: string; redisUrl: string };

@@ -5,42 +5,19 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { ingestFiles } from '../../src/cli/ingest.ts';
+import { ClickProducer } from '../../src/runtime/producer.ts';
 import { topology, type Topology } from '../../src/runtime/topology.ts';
 import { finalAdCount, waitShardsCommitted } from '../helpers/settle.ts';
-import { startStack, type TestStack } from '../helpers/stack.ts';
+import { runAdagg, type CliRun } from '../helpers/adagg-cli.ts';
+import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MIN = 60_000;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the adagg CLI as a real child process (node --import tsx src/cli/main.ts ...). */
-function adagg(args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ADAGG_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`adagg ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs the adagg CLI as a real child process. */
+const adagg = (args: string[], timeoutMs = 30_000): Promise<CliRun> => runAdagg(args, { timeoutMs });
 
 const fmt = (ms: number): string => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
 
@@ -64,6 +41,8 @@ describe('adagg ingest CLI', () => {
   let totalLines = 0;
   let badIpLine = 0;
   let shortLine = 0;
+  /** Log lines with country USA, by ad (counted under country=US). */
+  const usaByAd = new Map<string, number>();
   let firstMinute = Infinity;
   let lastMinute = -Infinity;
 
@@ -94,7 +73,8 @@ describe('adagg ingest CLI', () => {
   };
 
   beforeAll(async () => {
-    stack = await startStack();
+    // A duplicate window longer than the test, so a re-run with the same batches is a JetStream duplicate.
+    stack = await startStack({ duplicateWindowMs: 15 * MIN });
     topo = topology(stack.opts.prefix);
     nc = await connect({ servers: stack.servers.natsUrl });
     jsm = await jetstreamManager(nc);
@@ -110,6 +90,7 @@ describe('adagg ingest CLI', () => {
       const ad = `ad${String(1 + ((i * i + 3 * i) % 20 < 8 ? 0 : (i % 20))).padStart(3, '0')}`;
       log.push(`[AdClickEvent] ${ad}, ${fmt(ts)}, user-${i % 97}, 207.148.${i % 250}.${(i * 7) % 250}, ${countries[i % 4]}`);
       add(ad, ts);
+      if (countries[i % 4] === 'USA') usaByAd.set(ad, (usaByAd.get(ad) ?? 0) + 1);
       logValid++;
       if (i === 600) {
         log.push(`[AdClickEvent] ad003, ${fmt(ts)}, user-1`); // 3 fields: rejected by the CLI itself
@@ -142,13 +123,15 @@ describe('adagg ingest CLI', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('ingests a log file and an NDJSON file and prints a JSON summary; progress goes to stderr', async () => {
+  it('ingests a log file and an NDJSON file and prints a JSON summary; progress goes to stderr; exit 3 for rejected lines', async () => {
     const run = await adagg(['ingest', '--url', stack.url, '--json', '--batch', '500', logPath, ndPath]);
-    expect(run.code, run.stderr).toBe(0);
+    // Lines were rejected: exit 3 (was 0, issue 13), the summary printed all the same.
+    expect(run.code, run.stderr).toBe(3);
     const sum = JSON.parse(run.stdout.trim());
     expect(sum).toMatchObject({
       lines: totalLines,
       accepted: logValid + ndValid,
+      duplicates: 0,
       rejected: 4,
       byCode: { invalid_field: 1, invalid_ip: 1, invalid_json: 1, missing_field: 1 },
     });
@@ -169,15 +152,23 @@ describe('adagg ingest CLI', () => {
     expect(run.stdout).not.toContain('100.0%');
 
     expect(await mismatches()).toEqual([]);
+    // The log's USA lines are counted under country=US (ADAGG_COUNTRY_ALPHA3=map, the default).
+    const [ad, usa] = [...usaByAd].sort((a, b) => b[1] - a[1])[0]!;
+    const us = await finalAdCount(stack.url, ad, firstMinute * MIN, (lastMinute + 1) * MIN, '&country=US');
+    expect(us.count).toBe(usa);
+    // A filter is read like an ingested code: country=USA asks for US.
+    const usaFilter = await finalAdCount(stack.url, ad, firstMinute * MIN, (lastMinute + 1) * MIN, '&country=USA');
+    expect(usaFilter.count).toBe(usa);
   });
 
-  it('a second run over the same files does not double any count', async () => {
+  it('a second run over the same files does not double any count; duplicates are reported apart', async () => {
     const before = (await jsm.streams.info(topo.clicksStream)).state.messages;
     // Another batch size: other batch compositions, so new JetStream messages; click_id dedupe must hold.
-    const run = await adagg(['ingest', '--url', stack.url, '--json', '--batch', '700', logPath, ndPath]);
+    const run = await adagg(['ingest', '--url', stack.url, '--json', '--allow-rejects', '--batch', '700', logPath, ndPath]);
     expect(run.code, run.stderr).toBe(0);
     const sum = JSON.parse(run.stdout.trim());
-    expect(sum).toMatchObject({ lines: totalLines, accepted: logValid + ndValid, rejected: 4 });
+    // The NDJSON file is one request either way: JetStream reports its identical message as a duplicate.
+    expect(sum).toMatchObject({ lines: totalLines, accepted: logValid, duplicates: ndValid, rejected: 4 });
     expect((await jsm.streams.info(topo.clicksStream)).state.messages).toBeGreaterThan(before);
 
     expect(await mismatches()).toEqual([]);
@@ -186,17 +177,65 @@ describe('adagg ingest CLI', () => {
     // NDJSON file is one request either way, so JetStream already drops its identical message.
     expect(Number(/^adagg_duplicates_total (\d+)/m.exec(metrics)?.[1])).toBe(logValid);
 
-    // And a third, with the original batch size (same JetStream message ids): still no change.
-    const again = await adagg(['ingest', '--url', stack.url, '--json', '--batch', '500', logPath]);
+    // And a third, with the original batch size (same JetStream message ids): every click is a
+    // duplicate, none accepted, and the text summary says so; still no change.
+    const again = await adagg(['ingest', '--url', stack.url, '--allow-rejects', '--batch', '500', logPath]);
     expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`lines ${totalLines - 32}  accepted 0  duplicates ${logValid}  rejected 2`);
     expect(await mismatches()).toEqual([]);
+  });
+
+  it('refuses lines that are not valid UTF-8 (ids differing only in invalid bytes never merge) and keeps the good one', async () => {
+    const ts = Date.now() - 3 * MIN;
+    const line = (id: Buffer): Buffer =>
+      Buffer.concat([Buffer.from('{"click_id":"bad-'), id, Buffer.from(`","ad_id":"enc001","ts":${ts}}`)]);
+    const good = Buffer.from(JSON.stringify({ click_id: 'enc-good', ad_id: 'enc001', ts }));
+    const file = path.join(dir, 'encoding.ndjson');
+    await writeFile(file, Buffer.concat([line(Buffer.from([0xff])), Buffer.from('\n'), line(Buffer.from([0xfe])), Buffer.from('\n'), good, Buffer.from('\n')]));
+    const sum = await ingestFiles([file], { url: stack.url, batchLines: 100, maxAttempts: 3 }, new PassThrough());
+    expect(sum).toMatchObject({ accepted: 1, rejected: 2, byCode: { bad_encoding: 2 } });
+    expect(sum.samples.map((x) => x.line)).toEqual([1, 2]);
+  });
+
+  it('HTTP ingest: alpha-3 USA is counted under country=US; ADAGG_COUNTRY_ALPHA3=keep keeps USA', async () => {
+    const ts = Date.now() - 3 * MIN;
+    const m = Math.floor(ts / MIN) * MIN;
+    const body = (prefix: string): string[] => [
+      JSON.stringify({ click_id: `${prefix}-1`, ad_id: 'cty001', ts, country: 'USA' }),
+      JSON.stringify({ click_id: `${prefix}-2`, ad_id: 'cty001', ts, country: 'usa' }),
+      JSON.stringify({ click_id: `${prefix}-3`, ad_id: 'cty001', ts, country: 'US' }),
+      JSON.stringify({ click_id: `${prefix}-4`, ad_id: 'cty001', ts, country: 'DEU' }),
+    ];
+    const posted = await postClicks(stack.url, body('map'));
+    expect(posted).toMatchObject({ status: 200, body: { accepted: 4, rejected: [] } });
+    expect(posted.body.duplicates).toBeUndefined();
+    expect((await finalAdCount(stack.url, 'cty001', m, m + MIN, '&country=US')).count).toBe(3);
+    expect((await finalAdCount(stack.url, 'cty001', m, m + MIN, '&country=DE')).count).toBe(1);
+    // The same request again: one JetStream message, reported as a duplicate, not counted again.
+    expect(await postClicks(stack.url, body('map'))).toMatchObject({ status: 200, body: { accepted: 4, duplicates: 4 } });
+    await waitShardsCommitted(stack, jsm);
+    expect((await finalAdCount(stack.url, 'cty001', m, m + MIN, '&country=US')).count).toBe(3);
+    // The producer API normalises too.
+    await new ClickProducer(nc, topo, { shards: stack.opts.shards }).publish([{ click_id: 'prod-1', ad_id: 'cty002', ts, country: 'USA' }]);
+    expect((await finalAdCount(stack.url, 'cty002', m, m + MIN, '&country=US')).count).toBe(1);
+
+    // A second stack (own prefix, same servers) with the option off keeps the codes as given.
+    const kept = await startStack({ countryAlpha3: 'keep' }, stack.servers);
+    try {
+      expect((await postClicks(kept.url, body('keep'))).status).toBe(200);
+      expect((await finalAdCount(kept.url, 'cty001', m, m + MIN, '&country=USA')).count).toBe(2);
+      expect((await finalAdCount(kept.url, 'cty001', m, m + MIN, '&country=US')).count).toBe(1);
+      expect((await finalAdCount(kept.url, 'cty001', m, m + MIN, '&country=DEU')).count).toBe(1);
+    } finally {
+      await kept.close();
+    }
   });
 
   it('adagg --help and adagg ingest --help exit 0', async () => {
     const [top, ingest, bin] = await Promise.all([
       adagg(['--help']),
       adagg(['ingest', '--help']),
-      new Promise<Run>((resolve, reject) => {
+      new Promise<CliRun>((resolve, reject) => {
         const child = spawn(process.execPath, [path.join(ROOT, 'bin/adagg.mjs'), 'ingest', '--help'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -210,6 +249,8 @@ describe('adagg ingest CLI', () => {
     expect(ingest.code).toBe(0);
     expect(ingest.stdout).toContain('Usage: adagg ingest');
     expect(ingest.stdout).toContain('--url');
+    expect(ingest.stdout).toContain('--follow');
+    expect(ingest.stdout).toContain('--allow-rejects');
     expect(bin.code).toBe(0);
     expect(bin.stdout).toContain('Usage: adagg ingest');
   });

@@ -1,53 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { realisticStream, Truth } from '../helpers/click-stream.ts';
 import { postClicks, startStack, type TestStack } from '../helpers/stack.ts';
 import { waitAllClosed } from '../helpers/verify.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-interface Frame {
-  type: string;
-  final?: boolean;
-  window?: number;
-  count?: number;
-  from?: string;
-  to?: string;
-  code?: string;
-  filter?: Record<string, string> | null;
-  ads?: Array<{ ad_id: string; count: number }>;
-}
-
-/** A WebSocket client that records every frame it receives. */
-class Client {
-  readonly frames: Frame[] = [];
-  readonly ws: WebSocket;
-  closedWith: number | undefined;
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.on('message', (d) => this.frames.push(JSON.parse(String(d)) as Frame));
-    this.ws.on('close', (code) => (this.closedWith = code));
-  }
-  opened(): Promise<void> {
-    return new Promise((res, rej) => {
-      this.ws.once('open', () => res());
-      this.ws.once('error', rej);
-    });
-  }
-  async next(pred: (f: Frame) => boolean, timeoutMs = 30_000): Promise<Frame> {
-    let found: Frame | undefined;
-    await waitFor('a matching frame', () => (found = this.frames.find(pred)) !== undefined, {
-      timeoutMs,
-      everyMs: 50,
-      detail: () => this.frames.slice(-3),
-    });
-    return found!;
-  }
-  close(): void {
-    this.ws.terminate();
-  }
-}
-
-const wsUrl = (http: string, q: string): string => `${http.replace('http', 'ws')}/v1/ws/popular_ads?${q}`;
+import { FeedClient, feedUrl } from '../helpers/ws-client.ts';
 
 describe('live top-N over WebSocket', () => {
   let stack: TestStack;
@@ -68,7 +24,7 @@ describe('live top-N over WebSocket', () => {
       { q: 'count=5&window=1&country=us', n: 5, w: 1, country: 'US' },
       { q: 'count=20&window=60', n: 20, w: 60 },
     ];
-    const clients = specs.map((s) => new Client(wsUrl(stack.url, s.q)));
+    const clients = specs.map((s) => new FeedClient(feedUrl(stack.url, s.q)));
     await Promise.all(clients.map((c) => c.opened()));
     for (const c of clients) await c.next((f) => f.type === 'subscribed');
     for (let i = 0; i < stream.lines.length; i += 1000) {
@@ -90,7 +46,7 @@ describe('live top-N over WebSocket', () => {
   });
 
   it('sends provisional rankings for the open minute and updates them live', async () => {
-    const c = new Client(wsUrl(stack.url, 'count=3&window=5'));
+    const c = new FeedClient(feedUrl(stack.url, 'count=3&window=5'));
     await c.opened();
     const t = Date.now();
     const mk = (ad: string, n: number, tag: string): string[] =>
@@ -120,14 +76,14 @@ describe('live top-N over WebSocket', () => {
   });
 
   it('refuses bad subscriptions with a code and keeps the socket for good ones', async () => {
-    const bad = new Client(wsUrl(stack.url, 'count=10&window=0'));
+    const bad = new FeedClient(feedUrl(stack.url, 'count=10&window=0'));
     await bad.opened();
     const e = await bad.next((f) => f.type === 'error');
     expect(e.code).toBe('ADAGG_E_BAD_PARAM');
     await waitFor('the server to close the socket', () => bad.closedWith !== undefined, { timeoutMs: 5000 });
     expect(bad.closedWith).toBe(1008);
 
-    const c = new Client(wsUrl(stack.url, 'count=10&window=1'));
+    const c = new FeedClient(feedUrl(stack.url, 'count=10&window=1'));
     await c.opened();
     c.ws.send(JSON.stringify({ type: 'subscribe', count: 10, window: 1, filter: { user_id: 'u1' } }));
     const e2 = await c.next((f) => f.type === 'error');
@@ -138,7 +94,7 @@ describe('live top-N over WebSocket', () => {
   });
 
   it('many subscribers of one spec share one computation and see the same frames', async () => {
-    const clients = Array.from({ length: 50 }, () => new Client(wsUrl(stack.url, 'count=5&window=5')));
+    const clients = Array.from({ length: 50 }, () => new FeedClient(feedUrl(stack.url, 'count=5&window=5')));
     await Promise.all(clients.map((c) => c.opened()));
     const t = Date.now();
     await postClicks(stack.url, Array.from({ length: 7000 }, (_, i) => JSON.stringify({ click_id: `sh-${i}`, ad_id: 'shared-x', ts: t })));
@@ -152,15 +108,17 @@ describe('live top-N over WebSocket', () => {
 describe('a WebSocket client that stops reading', () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startStack({ shards: 2, topnDepth: 4000, wsMaxBufferedBytes: 16 * 1024, wsSlowClientTimeoutMs: 2000 });
+    // Slow for 6 s before the cut: provisional rankings come at most once a second, so several
+    // reach the backed-up socket and all but the newest are coalesced away (2 s left it to chance).
+    stack = await startStack({ shards: 2, topnDepth: 4000, wsMaxBufferedBytes: 16 * 1024, wsSlowClientTimeoutMs: 6000 });
   });
   afterAll(async () => {
     await stack?.close();
   });
 
   it('is coalesced then disconnected, while a reading client keeps getting rankings', async () => {
-    const slow = new Client(wsUrl(stack.url, 'count=4000&window=5'));
-    const fast = new Client(wsUrl(stack.url, 'count=4000&window=5'));
+    const slow = new FeedClient(feedUrl(stack.url, 'count=4000&window=5'));
+    const fast = new FeedClient(feedUrl(stack.url, 'count=4000&window=5'));
     await Promise.all([slow.opened(), fast.opened()]);
     // Stop reading: the kernel buffers fill, then the server's send buffer.
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import net from 'node:net';
@@ -7,17 +9,15 @@ import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AdaggError, ErrorCode } from '../../src/errors.ts';
-import { freePort, startNatsServer } from '../../src/runtime/local-servers.ts';
+import { freePort, startNatsServer, startRedisServer } from '../../src/runtime/local-servers.ts';
 import { startTestServers, uniquePrefix, type TestServers } from '../helpers/servers.ts';
+import { alive } from '../helpers/processes.ts';
+import { waitFor } from '../helpers/wait.ts';
 
-/** True while a process with this pid exists (signal 0 only checks). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** The process group of a pid (field 5 of /proc/<pid>/stat). */
+function processGroup(pid: number): number {
+  const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
 }
 
 describe('local servers', () => {
@@ -83,4 +83,38 @@ describe('local servers', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('runs each server in its own process group (a Ctrl-C to ours does not reach it)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'adagg-test-'));
+    const redis = await startRedisServer({ dir });
+    try {
+      expect(processGroup(redis.pid)).toBe(redis.pid);
+      expect(processGroup(redis.pid)).not.toBe(processGroup(process.pid));
+    } finally {
+      await redis.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a watchdog kills the servers when their parent is SIGKILLed', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'adagg-test-'));
+    const script = `
+      import { startRedisServer } from ${JSON.stringify(path.resolve(import.meta.dirname, '../../src/runtime/local-servers.ts'))};
+      const r = await startRedisServer({ dir: ${JSON.stringify(dir)} });
+      process.stdout.write('PID ' + r.pid + '\\n');
+      setInterval(() => {}, 1000);`;
+    const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('server pid printed', () => /PID \d+/.test(out), { timeoutMs: 60_000, everyMs: 50 });
+      const pid = Number(/PID (\d+)/.exec(out)![1]);
+      expect(alive(pid)).toBe(true);
+      parent.kill('SIGKILL');
+      await waitFor('server killed by its watchdog', () => !alive(pid), { timeoutMs: 10_000, everyMs: 50 });
+    } finally {
+      parent.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

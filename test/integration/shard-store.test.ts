@@ -17,6 +17,25 @@ describe('RedisShardStore with large minutes', () => {
     await servers?.stop();
   });
 
+  it('creates one dedupe secret per deployment on first use, the same for every connection that races for it', async () => {
+    const prefix = uniquePrefix();
+    const conns = Array.from({ length: 4 }, () => new Redis(servers.redisUrl));
+    try {
+      const secrets = await Promise.all(conns.map((c) => new RedisShardStore(c, new RedisKeys(prefix)).dedupSecret()));
+      for (const s of secrets) expect(Buffer.from(s).equals(Buffer.from(secrets[0]!))).toBe(true);
+      expect(secrets[0]!.byteLength).toBe(16);
+      expect(Buffer.from(secrets[0]!).equals(Buffer.alloc(16))).toBe(false);
+      // Read again later: unchanged. Another deployment (prefix) has its own.
+      expect(Buffer.from(await new RedisShardStore(redis, new RedisKeys(prefix)).dedupSecret()).equals(Buffer.from(secrets[0]!))).toBe(true);
+      expect(Buffer.from(await new RedisShardStore(redis, new RedisKeys(uniquePrefix())).dedupSecret()).equals(Buffer.from(secrets[0]!))).toBe(false);
+      // A damaged secret is refused rather than used.
+      await redis.set(new RedisKeys(prefix).dedupSecret(), 'short');
+      await expect(new RedisShardStore(redis, new RedisKeys(prefix)).dedupSecret()).rejects.toMatchObject({ code: 'ADAGG_E_SNAPSHOT_CORRUPT' });
+    } finally {
+      for (const c of conns) c.disconnect();
+    }
+  });
+
   // Regression: the commit once spread every field onto the call stack and failed with
   // "Maximum call stack size exceeded" for minutes of ~100k ads (seen in the 2M-ad benchmark).
   it('commits and reloads a minute of 300,000 ads and a country dimension atomically', async () => {

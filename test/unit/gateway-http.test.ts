@@ -37,12 +37,12 @@ describe('gateway errors are {code, error}', () => {
     expect((await errorOf({ method: 'GET', url: '/static/..%2Fserver.ts' })).code).toBe(ErrorCode.NotFound);
   });
 
-  it('400 for a URL the router cannot decode, 414 for a path parameter over the router limit', async () => {
+  it('400 for a URL the router cannot decode, 414 ADAGG_E_URI_TOO_LONG for a path parameter over the router limit', async () => {
     const e = await errorOf({ method: 'GET', url: '/v1/ads/%E0%A4%A/aggregated_count' });
     expect(e.status).toBe(400);
     expect(e.code).toBe(ErrorCode.BadParam);
     const long = await errorOf({ method: 'GET', url: `/v1/ads/${'a'.repeat(300)}/aggregated_count?from=${F}&to=${T}` });
-    expect([long.status, long.code]).toEqual([414, ErrorCode.BadParam]);
+    expect([long.status, long.code]).toEqual([414, ErrorCode.UriTooLong]);
   });
 
   it('every valid ad id (up to 128 characters) passes the route schema', async () => {

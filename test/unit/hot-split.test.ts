@@ -1,7 +1,8 @@
 import { encode } from '../../src/model/msgpack.ts';
 import { describe, expect, it } from 'vitest';
 import { ShardActor } from '../../src/actors/shard-actor.ts';
-import { fnv1a32Utf16, murmur3_32 } from '../../src/actors/shard/click-dedup.ts';
+import { defaultDedupKey } from '../../src/actors/shard/shard-dedup.ts';
+import { KeyedClickHash } from '../../src/actors/shard/siphash.ts';
 import { encodeBatch } from '../../src/model/batch-codec.ts';
 import type { Click } from '../../src/model/click.ts';
 import { childOf, childUnit, decodeControl, encodeControl, isControlMessage, type HotControl } from '../../src/model/hot-messages.ts';
@@ -542,12 +543,14 @@ describe('hot-ad detector', () => {
 });
 
 function hashesOf(ids: string[]): number[] {
-  // The same pair the actor uses (click-dedup.ts), through its public helpers.
+  // The keyed pair the actor uses (shard-dedup.ts), through its public helpers.
   const out: number[] = [];
   for (const id of ids) out.push(...pair(id));
   return out;
 }
 
 function pair(id: string): [number, number] {
-  return [fnv1a32Utf16(id), murmur3_32(id)];
+  // Keyed with the process's key: these actors are configured without a deployment key.
+  const kh = new KeyedClickHash(defaultDedupKey());
+  return [kh.hash(id), kh.lo];
 }

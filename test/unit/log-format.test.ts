@@ -37,7 +37,8 @@ describe('parseLogLine', () => {
     const v = validateClick(parsed(EXAMPLE), limits);
     expect(v).toStrictEqual({
       ok: true,
-      click: { click_id: 'id-1', ad_id: 'ad001', ts: TS, user_id: 'user-1', ip: '207.148.22.22', country: 'USA' },
+      // The log's alpha-3 USA is counted as US (ADAGG_COUNTRY_ALPHA3=map, the default).
+      click: { click_id: 'id-1', ad_id: 'ad001', ts: TS, user_id: 'user-1', ip: '207.148.22.22', country: 'US' },
     });
   });
 

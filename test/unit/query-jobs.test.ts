@@ -207,7 +207,7 @@ describe('QueryJobs', () => {
     await waitFor('first scan started', () => s.requests.length === 1 && jobs.get(a.id)!.status === 'running', FAST);
     expect(jobs.get(a.id)!.status).toBe('running');
     expect(jobs.get(b.id)!.status).toBe('queued');
-    expect(jobs.stats()).toEqual({ queued: 1, running: 1, done: 0, failed: 0 });
+    expect(jobs.stats()).toEqual({ queued: 1, running: 1, done: 0, failed: 0, cancelled: 0 });
     open();
     expect((await settle(jobs, a.id)).status).toBe('done');
     expect((await settle(jobs, b.id)).status).toBe('done');

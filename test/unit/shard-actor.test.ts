@@ -594,11 +594,11 @@ describe('ShardActor: incremental state, commit and restore', () => {
     const sim = new Sim();
     await sim.apply(1, [click('old', 'a1', at(0, 10))]);
     sim.commit();
-    expect([...sim.store.logs.keys()]).toEqual([`d${M0}`]);
+    expect([...sim.store.logs.keys()]).toEqual([`k${M0}`]);
     await sim.apply(2, [click('new', 'a1', at(20, 0))]);
     sim.actor.tick(false); // expires minute 0 (retention is 5 minutes)
     sim.commit();
-    expect([...sim.store.logs.keys()]).toEqual([`d${M0 + 20}`]);
+    expect([...sim.store.logs.keys()]).toEqual([`k${M0 + 20}`]);
     await sim.crash();
     expect(sim.actor.status().trackedIds).toBe(1);
   });
@@ -728,7 +728,7 @@ describe('ShardActor: queryTop and prepareCommit', () => {
     expect(c).toMatchObject({ seq: 4 }); // the sequence, the open window and the dedupe ids changed
     expect(finals(c)).toEqual([]);
     expect(writesByField(provisional(c))).toEqual({ '0||': { a1: 1 } });
-    expect(c.ops).toEqual([{ kind: 'append', part: `d${M0}`, bytes: expect.any(Uint8Array) }]);
+    expect(c.ops).toEqual([{ kind: 'append', part: `k${M0}`, bytes: expect.any(Uint8Array) }]);
     sim.commit();
     expect(sim.actor.prepareCommit(4)).toBeNull();
 

@@ -26,9 +26,9 @@ describe('validateClick: accepted clicks', () => {
     expect(Object.keys(c).sort()).toEqual(['ad_id', 'click_id', 'ts']);
   });
 
-  it('accepts all optional fields and normalises country to upper case', () => {
+  it('accepts all optional fields and normalises country to upper-case alpha-2', () => {
     const c = ok({ ...base, user_id: 'user-1', ip: '207.148.22.22', country: 'usa' });
-    expect(c).toStrictEqual({ click_id: 'c-1', ad_id: 'ad001', ts: NOW, user_id: 'user-1', ip: '207.148.22.22', country: 'USA' });
+    expect(c).toStrictEqual({ click_id: 'c-1', ad_id: 'ad001', ts: NOW, user_id: 'user-1', ip: '207.148.22.22', country: 'US' });
     expect(ok({ ...base, country: 'de' }).country).toBe('DE');
   });
 

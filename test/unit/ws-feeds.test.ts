@@ -5,7 +5,11 @@ import { WsFeeds, type RankingSource, type WsFeedOptions } from '../../src/gatew
 import type { RankingFrame, ServerFrame } from '../../src/gateway/ws-protocol.ts';
 import { specKey, type RankSpec } from '../../src/model/rank-spec.ts';
 import type { GlobalRanking } from '../../src/model/rankings.ts';
+import { createTopNReducer } from '../../src/actors/index.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
+import { TopNReducerHost } from '../../src/runtime/topn-reducer-host.ts';
+import { topology } from '../../src/runtime/topology.ts';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { RuntimeEvents } from '../../src/runtime/events.ts';
 import { silentLogger } from '../../src/runtime/logger.ts';
 
@@ -16,7 +20,17 @@ import { silentLogger } from '../../src/runtime/logger.ts';
  */
 
 const T0 = Date.UTC(2026, 10, 22, 4, 10);
-const OPTS: WsFeedOptions = { dimensions: ['country'], cubes: [], topnDepth: 100, maxLiveWindow: 60, wsMaxBufferedBytes: 1000, wsSlowClientTimeoutMs: 2000 };
+const OPTS: WsFeedOptions = {
+  dimensions: ['country'],
+  cubes: [],
+  topnDepth: 100,
+  maxLiveWindow: 60,
+  wsMaxBufferedBytes: 1000,
+  wsSlowClientTimeoutMs: 2000,
+  wsMaxSubscriptions: 3,
+  wsHeartbeatMs: 5000,
+  specLeaseMs: 60_000,
+};
 
 /** A socket the test fills and drains by hand. */
 class FakeSocket {
@@ -26,24 +40,37 @@ class FakeSocket {
   sent: ServerFrame[] = [];
   closedWith: number | undefined;
   terminated = false;
-  private handlers = new Map<string, Array<(data?: unknown) => void>>();
+  private handlers = new Map<string, Array<(...args: unknown[]) => void>>();
   send(text: string): void {
     this.sent.push(JSON.parse(text) as ServerFrame);
   }
   close(code: number): void {
     this.closedWith = code;
+    this.readyState = 3;
     this.emit('close');
   }
   terminate(): void {
     this.terminated = true;
+    this.readyState = 3;
     this.emit('close');
   }
-  on(event: string, fn: (data?: unknown) => void): this {
+  pings = 0;
+  /** Answers pings like a live peer; false: a dead one. */
+  answersPings = true;
+  pongs: Buffer[] = [];
+  ping(): void {
+    this.pings++;
+    if (this.answersPings) queueMicrotask(() => this.emit('pong'));
+  }
+  pong(data: Buffer): void {
+    this.pongs.push(data);
+  }
+  on(event: string, fn: (...args: unknown[]) => void): this {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn]);
     return this;
   }
-  emit(event: string, data?: unknown): void {
-    for (const fn of this.handlers.get(event) ?? []) fn(data);
+  emit(event: string, ...args: unknown[]): void {
+    for (const fn of this.handlers.get(event) ?? []) fn(...args);
   }
   rankings(): RankingFrame[] {
     return this.sent.filter((f): f is RankingFrame => f.type === 'ranking');
@@ -178,20 +205,122 @@ describe('WsFeeds', () => {
     clock.advance(100);
     expect(slow.rankings().map((f) => f.ads[0]!.count)).toEqual([3]);
 
-    // Backed up again, and for longer than the slow-client timeout: terminated.
+    // Backed up again, and for longer than the slow-client timeout: closed with 1013.
     slow.bufferedAmount = 5000;
     rankings.publish(ranking(key, false, [['a', 4]]));
     clock.advance(OPTS.wsSlowClientTimeoutMs);
-    expect(slow.terminated).toBe(false);
+    expect(slow.closedWith).toBeUndefined();
     clock.advance(200);
-    expect(slow.terminated).toBe(true);
+    expect(slow.closedWith).toBe(1013);
     expect(events).toContain('slow_disconnect');
     expect(fast.terminated).toBe(false);
+    expect(fast.closedWith).toBeUndefined();
     expect(rankings.watchers.get(key)).toBe(1);
 
     feeds.close();
     expect(fast.terminated).toBe(true);
     rankings.publish(ranking(key, false, [['a', 5]]));
     expect(fast.rankings().at(-1)!.ads[0]!.count).toBe(4);
+  });
+
+  it('writes no frame of any kind to a backed-up socket, and closes one that keeps pinging while it never reads', () => {
+    const { feeds, clock } = setup();
+    const ws = new FakeSocket();
+    feeds.connect(ws as unknown as WebSocket, { window: '1' });
+    const before = ws.sent.length;
+    ws.bufferedAmount = 5000;
+    for (let i = 0; i < 100; i++) {
+      ws.emit('message', JSON.stringify({ type: 'ping' }));
+      ws.emit('message', 'null');
+      ws.emit('message', JSON.stringify({ type: 'subscribe', window: 2 }));
+      ws.emit('ping', Buffer.from('x'));
+      clock.advance(25);
+    }
+    expect(ws.sent.length).toBe(before);
+    expect(ws.pongs).toHaveLength(0);
+    expect(ws.closedWith).toBe(1013);
+
+    // Under the limit, protocol pings are answered.
+    const ok = new FakeSocket();
+    feeds.connect(ok as unknown as WebSocket, { window: '1' });
+    ok.emit('ping', Buffer.from('hi'));
+    expect(ok.pongs.map(String)).toEqual(['hi']);
+    feeds.close();
+  });
+
+  it('closes a socket that answers no heartbeat ping, keeps one that does', async () => {
+    const { feeds, clock } = setup();
+    const dead = new FakeSocket();
+    dead.answersPings = false;
+    const alive = new FakeSocket();
+    feeds.connect(dead as unknown as WebSocket, {});
+    feeds.connect(alive as unknown as WebSocket, {});
+    clock.advance(OPTS.wsHeartbeatMs!);
+    expect([dead.pings, alive.pings]).toEqual([1, 1]);
+    await Promise.resolve(); // the live peer's pong
+    clock.advance(OPTS.wsHeartbeatMs!);
+    expect(dead.terminated).toBe(true);
+    expect(alive.terminated).toBe(false);
+    expect(alive.pings).toBe(2);
+    feeds.close();
+  });
+
+  it('caps the distinct specs one socket holds within a lease; a refused or malformed subscribe keeps the old subscription', async () => {
+    const { feeds, rankings, clock } = setup();
+    const ws = new FakeSocket();
+    feeds.connect(ws as unknown as WebSocket, { window: '1' });
+    const sub = (frame: unknown): ServerFrame => {
+      ws.emit('message', JSON.stringify(frame));
+      return ws.sent.at(-1)!;
+    };
+    expect(sub({ type: 'subscribe', window: 2 })).toMatchObject({ type: 'subscribed', window: 2 });
+    expect(sub({ type: 'subscribe', window: 3 })).toMatchObject({ type: 'subscribed', window: 3 });
+    // A fourth distinct spec within the lease: refused, nothing watched, the subscription stays.
+    for (let i = 0; i < 1000; i++) {
+      expect(sub({ type: 'subscribe', window: 4, filter: { country: `C${i}` } })).toMatchObject({ type: 'error', code: ErrorCode.TooManySubscriptions });
+    }
+    expect([...rankings.watchers]).toEqual([['3//', 1]]);
+    // Specs it holds can be taken again at once.
+    expect(sub({ type: 'subscribe', window: 1 })).toMatchObject({ type: 'subscribed', window: 1 });
+    // Filters are checked like REST parameters; a filter that is not an object of strings is refused.
+    const bad = [{ filter: ['US'] }, { filter: [] }, { filter: 'US' }, { filter: { country: 'X'.repeat(5000) } }, { filter: { country: ['US'] } }, { filter: { country: 1 } }];
+    for (const b of bad) expect(sub({ type: 'subscribe', window: 2, ...b })).toMatchObject({ type: 'error', code: ErrorCode.BadParam });
+    // A filter named __proto__ is refused, never dropped into an unfiltered subscription (defect 8).
+    ws.emit('message', '{"type":"subscribe","window":2,"filter":{"__proto__":"US"}}');
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error' });
+    expect([...rankings.watchers]).toEqual([['1//', 1]]);
+    ws.emit('message', Buffer.from('{"type":"ping"}'), true);
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: ErrorCode.BadParam, error: expect.stringContaining('binary') });
+    // Once the lease of the specs it left has run out, new ones are accepted.
+    for (let t = 0; t <= OPTS.specLeaseMs!; t += 1000) {
+      clock.advance(1000);
+      await Promise.resolve(); // pongs to the heartbeat
+    }
+    expect(sub({ type: 'subscribe', window: 4, filter: { country: 'de' } })).toEqual({ type: 'subscribed', count: 10, window: 4, filter: { country: 'DE' } });
+    feeds.close();
+  });
+});
+
+describe('TopNReducerHost spec cap', () => {
+  it('refuses a new spec beyond maxSpecs (watched or still leased), shares held ones, frees lapsed ones', async () => {
+    const nc = { subscribe: () => ({ unsubscribe: () => undefined }), request: () => Promise.reject(new Error('no server')) } as unknown as NatsConnection;
+    const clock = new ManualClock(T0);
+    const host = new TopNReducerHost(nc, topology('t'), { shards: 1, depth: 10, queryTimeoutMs: 10, specLeaseMs: 1000, maxSpecs: 2 }, createTopNReducer, clock, silentLogger);
+    const spec = (w: number): RankSpec => ({ window: w, dim: null, value: null });
+    const a = host.watch(spec(1));
+    host.watch(spec(1)); // shared: no new spec
+    const b = host.watch(spec(2));
+    expect(host.heldSpecs).toBe(2);
+    expect(() => host.watch(spec(3))).toThrow(expect.objectContaining({ code: ErrorCode.TooManySubscriptions }));
+    host.unwatch(b);
+    // Unwatched but still leased in the shards: still counts; watching it again is free.
+    expect(() => host.watch(spec(3))).toThrow(expect.objectContaining({ code: ErrorCode.TooManySubscriptions }));
+    host.unwatch(host.watch(spec(2)));
+    clock.advance(1011);
+    expect(host.heldSpecs).toBe(1);
+    host.watch(spec(3));
+    host.unwatch(a);
+    host.unwatch(a);
+    await host.close();
   });
 });

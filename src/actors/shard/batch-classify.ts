@@ -1,7 +1,7 @@
 import type { BatchResult } from '../../model/apply-results.ts';
 import type { Click } from '../../model/click.ts';
-import { fnv1a32Utf16, murmur3_32, type ClickDedup } from './click-dedup.ts';
 import type { HotState } from './hot-split.ts';
+import type { ShardDedup } from './shard-dedup.ts';
 
 /**
  * The first step of applying a batch (ShardActor.applyBatch): sorting its clicks without changing
@@ -9,7 +9,7 @@ import type { HotState } from './hot-split.ts';
  * corrections) leaves the actor exactly as it was and the batch can be applied again.
  */
 
-/** A sorted batch: `his`/`los` are the id hashes of `kept`, in order. */
+/** A sorted batch: `his`/`los` are the keyed id hashes of `kept`, in order. */
 export interface Classified {
   /** Clicks to count: not too old, not diverted, not seen before (in the table or this batch). */
   fresh: Click[];
@@ -19,7 +19,10 @@ export interface Classified {
   los: number[];
   /** Split ads' clicks to forward or buffer (deduped, never recorded: see hot-split.ts). */
   diverted: Click[];
-  /** Hot child only: hash pairs and event times of `fresh`, for the question to its parent. */
+  /**
+   * Hot child only: for the question to its parent, two hash pairs per `fresh` click (keyed, then
+   * legacy: the parent may still hold unkeyed ids of a migrated state) and its event time twice.
+   */
   freshHashes: number[];
   freshTs: number[];
 }
@@ -30,7 +33,7 @@ export interface Classified {
  */
 export function classifyBatch(
   clicks: readonly Click[],
-  ctx: { oldest: number; dedup: ClickDedup; hot: HotState; askParent: boolean },
+  ctx: { oldest: number; dedup: ShardDedup; hot: HotState; askParent: boolean },
   res: BatchResult,
 ): Classified {
   const b: Classified = { fresh: [], kept: [], his: [], los: [], diverted: [], freshHashes: [], freshTs: [] };
@@ -41,9 +44,8 @@ export function classifyBatch(
       res.tooOld.push(c);
       continue;
     }
-    const h = fnv1a32Utf16(c.click_id);
-    const l = murmur3_32(c.click_id);
-    const dup = ctx.dedup.hasHashed(h, l) || inBatch.has(c.click_id);
+    const dup = ctx.dedup.check(c.click_id) || inBatch.has(c.click_id);
+    const h = ctx.dedup.h, l = ctx.dedup.l;
     if (diverting && ctx.hot.diverts(c.ad_id)) {
       // A split ad: dropped if this shard counted it before the split, else forwarded or buffered
       // without recording its id (see hot-split.ts).
@@ -64,8 +66,9 @@ export function classifyBatch(
     inBatch.add(c.click_id);
     b.fresh.push(c);
     if (ctx.askParent) {
-      b.freshHashes.push(h, l);
-      b.freshTs.push(c.ts);
+      const [lh, ll] = ctx.dedup.legacyPair(c.click_id);
+      b.freshHashes.push(h, l, lh, ll);
+      b.freshTs.push(c.ts, c.ts);
     }
   }
   return b;

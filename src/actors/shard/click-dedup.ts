@@ -87,8 +87,8 @@ export interface DedupChanges {
  * Set of click ids (as 64-bit hashes) with the event-time bucket each was last seen in, so a shard
  * counts every click once within its horizon, forgets it per bucket, and persists it incrementally.
  *
- * **An ordered Robin Hood table.** The key is (l, h) as one unsigned 64-bit number, l =
- * `murmur3_32` high. Its home slot `floor(l * cap / 2^32)` is monotone in l, and each entry sits at
+ * **An ordered Robin Hood table.** The key is (l, h) as one unsigned 64-bit number, l high (the
+ * SipHash low word, or `murmur3_32` in a legacy table: uniform bits either way). Its home slot `floor(l * cap / 2^32)` is monotone in l, and each entry sits at
  * max(home, previous entry + 1), so occupied slots are sorted by key. That order is what makes it
  * cheap: a miss stops at the first larger key; an insert shifts the rest of its run one slot right;
  * expiry, growth and shrinking are one left-to-right pass that re-seats survivors (no rehash, no
@@ -175,7 +175,8 @@ export class ClickDedup {
    * Records `clickId` at `minute` and returns true if it was absent; returns false for a duplicate.
    * On a duplicate the stored bucket becomes max(stored, bucket of minute): the id is then kept as
    * long as any sighting of it is inside the horizon, so a replay can't be re-admitted early.
-   * A minute in an expired bucket returns whether the id is absent and stores nothing.
+   * A minute in an expired bucket returns whether the id is absent and stores nothing. Unkeyed
+   * hashes (tests, benchmarks): the shard actor keys its own (shard-dedup.ts) and calls addHashed.
    * @param minute minutes since the epoch, an int32.
    */
   addIfAbsent(clickId: string, minute: number): boolean {
@@ -183,8 +184,8 @@ export class ClickDedup {
   }
 
   /**
-   * `addIfAbsent` for an id whose two hashes (`fnv1a32Utf16`, `murmur3_32`) the caller already has:
-   * a caller that first checks and later records (the shard actor) hashes each id once.
+   * `addIfAbsent` for an id whose 64-bit hash (two words: keyed SipHash, or the unkeyed pair) the
+   * caller already has: a caller that first checks and later records hashes each id once.
    */
   addHashed(h: number, l: number, minute: number): boolean {
     if ((minute | 0) !== minute) throw new RangeError(`bad minute ${minute}`);

@@ -1,7 +1,9 @@
 /**
- * The two 32-bit hashes of a click id that the dedupe table keeps instead of the id (64 bits in
- * all), and the false-duplicate bound that follows. Their outputs are persisted (dedupe blocks,
- * hot-split final reports): never change them.
+ * The unkeyed pair of 32-bit hashes of a click id (64 bits in all) that dedupe tables of format 3
+ * and earlier hold, and the false-duplicate bound of a 64-bit pair. The shard actor now keys its
+ * table with SipHash-2-4 under the deployment's secret (siphash.ts, shard-dedup.ts): this pair can
+ * be collided on purpose (issue 11, defect 13). It is still computed to check ids of a migrated
+ * unkeyed state until they expire, and its outputs are persisted there: never change them.
  */
 
 /**
@@ -60,8 +62,9 @@ export function murmur3_32(s: string, seed: number = MURMUR_SEED): number {
 
 /**
  * Upper bound on the probability that at least one false duplicate exists among `n` ids held at
- * once: birthday bound C(n,2)/2^64 <= n^2/2^65. E.g. 1e6 ids -> ~2.7e-8. Holds for non-adversarial
- * ids only: neither hash is keyed, so collisions can be crafted on purpose.
+ * once: birthday bound C(n,2)/2^64 <= n^2/2^65. E.g. 1e6 ids -> ~2.7e-8. For the unkeyed pair it
+ * holds for non-adversarial ids only (collisions can be crafted); for the keyed SipHash pair it
+ * holds for any ids an attacker without the secret can choose.
  */
 export function collisionBound(n: number): number {
   return Math.min(1, (n * n) / 2 ** 65);

@@ -1,8 +1,8 @@
 import type { Click } from '../../model/click.ts';
 import { ID_BYTES, type HotControl } from '../../model/hot-messages.ts';
 import type { ShardActorConfig } from '../../model/shard-config.ts';
-import type { ClickDedup } from './click-dedup.ts';
 import type { HotState } from './hot-split.ts';
+import type { ShardDedup } from './shard-dedup.ts';
 import type { ShardWindows } from './windows.ts';
 
 /**
@@ -16,7 +16,7 @@ import type { ShardWindows } from './windows.ts';
 export interface HotParts {
   readonly config: ShardActorConfig;
   readonly hot: HotState;
-  readonly dedup: ClickDedup;
+  readonly dedup: ShardDedup;
   readonly windows: ShardWindows;
   /** The actor's highest counted event time (recorded by a split). */
   readonly maxEventTs: number;
@@ -63,15 +63,16 @@ async function applyReport(p: HotParts, rep: Extract<HotControl, { kind: 'report
   await p.windows.loadDeltaFields(rep.ad, deltas);
   let clicks = 0;
   for (const d of deltas) {
-    p.windows.addDelta(rep.ad, d);
-    if (d.dim === null) clicks += d.delta;
+    // Refused for a sealed minute (a child behind its parent's horizon): see windows.ts.
+    if (p.windows.addDelta(rep.ad, d, 'hot_report') && d.dim === null) clicks += d.delta;
   }
   const out: HotOutcome = { changed: false, reported: { ad: rep.ad, clicks }, reclose: true };
   const { ids, complete } = p.hot.acceptReport(rec, rep);
   if (ids) {
     const dv = new DataView(ids.buffer, ids.byteOffset, ids.byteLength);
     for (let o = 0; o + ID_BYTES <= ids.byteLength; o += ID_BYTES) {
-      p.dedup.addHashed(dv.getUint32(o, true), dv.getUint32(o + 4, true), dv.getInt32(o + 8, true));
+      // A negative minute marks a legacy (unkeyed) id of a child restored from a migrated state.
+      p.dedup.addReported(dv.getUint32(o, true), dv.getUint32(o + 4, true), dv.getInt32(o + 8, true));
     }
   }
   if (complete) {

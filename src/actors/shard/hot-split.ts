@@ -4,7 +4,6 @@ import type { Click } from '../../model/click.ts';
 import { childOf, type HotControl } from '../../model/hot-messages.ts';
 import type { HotForward, HotSeenReply, HotSplitStatus, RetiredSplit, SplitView } from '../../model/hot-report.ts';
 import type { StateOp, StateReader } from '../../model/shard-state.ts';
-import type { ClickDedup } from './click-dedup.ts';
 import { absPart, bufferPart, fieldKey, frame, unframe, type ReportDelta, type SplitRecord } from './hot-parts.ts';
 
 /**
@@ -88,8 +87,8 @@ export class HotState {
     return cap;
   }
 
-  /** See ShardQueries.hotSeen (runtime/shard-behaviour.ts). */
-  seen(ad: string, gen: number, hashes: readonly number[], dedup: ClickDedup): HotSeenReply | null {
+  /** See ShardQueries.hotSeen (runtime/shard-behaviour.ts); `dedup` is the parent's table (shard-dedup.ts). */
+  seen(ad: string, gen: number, hashes: readonly number[], dedup: { hasHashed(h: number, l: number): boolean }): HotSeenReply | null {
     const rec = this.splits.get(ad);
     if (rec?.gen !== gen) return null;
     const seen: boolean[] = new Array(hashes.length >> 1);

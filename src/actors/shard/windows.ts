@@ -2,14 +2,28 @@ import type { Click } from '../../model/click.ts';
 import { dimensionValue } from '../../model/click.ts';
 import type { RankingUpdate } from '../../model/rankings.ts';
 import type { AdQuery, AdQueryReply, TopQuery, TopQueryReply } from '../../model/shard-queries.ts';
-import type { CountRead, CountWrite } from '../../model/shard-state.ts';
-import { minuteOf } from '../../model/time.ts';
+import type { CorrectionCause, CountCorrection, CountRead, CountWrite } from '../../model/shard-state.ts';
+import { MINUTE_MS, minuteOf } from '../../model/time.ts';
 import type { ReportDelta } from './hot-parts.ts';
 import { flatten, MinuteCounts } from './minute-counts.ts';
 import type { ShardRankings } from './rankings.ts';
 
 /** No minute closed yet. */
 export const NO_MINUTE = -1;
+
+/** A field of a closed, committed minute read for a correction: its stored value and what last changed it. */
+interface Touched {
+  minute: number;
+  adId: string;
+  dim: string | null;
+  value: string | null;
+  old: number;
+  /** Undefined while read but not (yet) changed. */
+  cause: CorrectionCause | undefined;
+}
+
+const fieldOf = (minute: number, dim: string | null, value: string | null, adId: string): string =>
+  `${minute}\u0000${dim ?? ''}\u0000${value ?? ''}\u0000${adId}`;
 
 /**
  * A shard actor's minute windows, in three places:
@@ -18,7 +32,12 @@ export const NO_MINUTE = -1;
  *   commit writes their final values;
  * - corrections: closed, committed minutes touched by late clicks or child reports: only the
  *   fields touched, loaded from the store first, then changed here, so a commit writes absolute
- *   corrected values.
+ *   corrected values. Each such field keeps the value read and the cause of its last change, so
+ *   a commit can name what it corrects (`pendingCorrections`, the corrections feed).
+ *
+ * Minutes up to `sealedThrough` are sealed: no live path may change them. The actor sets the
+ * bound (from its watermark, the horizon and the invalid-click rules' held clicks); a change that
+ * still reaches a sealed minute is refused here and counted (`sealedRefusals`).
  *
  * Every count change goes through here, so the rules of where a change lands (and that the live
  * rankings follow it) live in one place. The caller decides *when* minutes close (watermark,
@@ -28,7 +47,11 @@ export class ShardWindows {
   private readonly open: Map<number, MinuteCounts>;
   private readonly pendingClosed = new Map<number, MinuteCounts>();
   private readonly corrections = new Map<number, MinuteCounts>();
+  /** Fields of `corrections` by fieldOf key: value read, last cause. */
+  private readonly touched = new Map<string, Touched>();
   private closed: number;
+  private sealBound = NO_MINUTE;
+  private refusedSealed = 0;
 
   constructor(
     private readonly dimensions: readonly string[],
@@ -44,6 +67,32 @@ export class ShardWindows {
   /** Every minute <= closedThrough is closed (final). */
   get closedThrough(): number {
     return this.closed;
+  }
+
+  /** Every minute <= sealedThrough is sealed (never after closedThrough); NO_MINUTE: none. */
+  get sealedThrough(): number {
+    return Math.min(this.sealBound, this.closed);
+  }
+
+  /** Raises the sealing bound: minutes up to `minute` can no longer be reached by a live change. */
+  sealUpTo(minute: number): void {
+    if (minute > this.sealBound) this.sealBound = minute;
+  }
+
+  /**
+   * Seals what no live path can reach at watermark `wm`: a click is refused as too old before
+   * `wm - retentionMs`, so none lands in a minute that ends by then; a verdict changes only clicks
+   * the invalid-click rules hold, so none reaches a minute before `oldestHeld`; a hot child's
+   * report for a sealed minute (a child far behind its parent) is refused by addDelta.
+   */
+  sealFor(wm: number, retentionMs: number, oldestHeld: number | undefined): void {
+    const bound = Math.floor((wm - retentionMs) / MINUTE_MS) - 1;
+    this.sealUpTo(oldestHeld === undefined ? bound : Math.min(bound, oldestHeld - 1));
+  }
+
+  /** Changes that reached a sealed minute and were refused (should stay 0: every path checks first). */
+  get sealedRefusals(): number {
+    return this.refusedSealed;
   }
 
   /** Open minutes, ascending (the head names them; the restore reads them back). */
@@ -80,22 +129,50 @@ export class ShardWindows {
    */
   addClick(c: Click): boolean {
     const m = minuteOf(c.ts);
+    if (m <= this.sealedThrough) {
+      // Unreachable: the actor refuses clicks older than its horizon first (too_old).
+      this.refusedSealed++;
+      return true;
+    }
     this.windowFor(m).add(c, this.dimensions);
     if (m > this.closed) return false;
+    if (!this.pendingClosed.has(m)) {
+      this.touch(m, c.ad_id, null, null, 'late_click');
+      for (const d of this.dimensions) {
+        const v = dimensionValue(c, d);
+        if (v !== undefined) this.touch(m, c.ad_id, d, v, 'late_click');
+      }
+    }
     // Pending minutes are shared with the rankings; otherwise they correct their own copy.
     this.rankings.lateClick(m, this.closed, c, this.dimensions, this.pendingClosed.has(m));
     return true;
   }
 
-  /** Adds a report delta as late clicks are added: into the minute's window and the live rankings. */
-  addDelta(adId: string, d: ReportDelta): void {
+  /**
+   * Adds a report delta as late clicks are added: into the minute's window and the live rankings.
+   * `cause` names it if it corrects a closed, committed minute. Returns false when refused (a
+   * sealed minute).
+   */
+  addDelta(adId: string, d: ReportDelta, cause: CorrectionCause): boolean {
+    if (d.minute <= this.sealedThrough) {
+      this.refusedSealed++;
+      return false;
+    }
     const dim = d.dim ?? undefined;
     const value = d.value ?? undefined;
     const mc = this.windowFor(d.minute);
     mc.set(adId, (mc.get(adId, dim, value) ?? 0) + d.delta, dim, value);
     if (d.minute <= this.closed) {
+      if (!this.pendingClosed.has(d.minute)) this.touch(d.minute, adId, d.dim, d.value, cause);
       this.rankings.lateDelta(d.minute, this.closed, adId, d.dim, d.value, d.delta, this.pendingClosed.has(d.minute));
     }
+    return true;
+  }
+
+  /** A correction field changed: remember its cause (its stored value was read by readIntoCorrections). */
+  private touch(m: number, adId: string, dim: string | null, value: string | null, cause: CorrectionCause): void {
+    const t = this.touched.get(fieldOf(m, dim, value, adId));
+    if (t) t.cause = cause;
   }
 
   /** The window a change of minute `m` counts into: open, closed-unflushed, or a correction. */
@@ -113,7 +190,7 @@ export class ShardWindows {
 
   /** Whether a change to this field of minute `m` needs its stored value read first. */
   private needsRead(m: number, adId: string, dim: string | null, value: string | null): boolean {
-    if (m > this.closed || this.pendingClosed.has(m)) return false;
+    if (m > this.closed || this.pendingClosed.has(m) || m <= this.sealedThrough) return false;
     return this.corrections.get(m)?.get(adId, dim ?? undefined, value ?? undefined) === undefined;
   }
 
@@ -132,7 +209,7 @@ export class ShardWindows {
     };
     for (const c of fresh) {
       const m = minuteOf(c.ts);
-      if (m > this.closed || this.pendingClosed.has(m)) continue;
+      if (m > this.closed || this.pendingClosed.has(m) || m <= this.sealedThrough) continue;
       want(m, null, null, c.ad_id);
       for (const d of this.dimensions) {
         const v = dimensionValue(c, d);
@@ -162,7 +239,9 @@ export class ShardWindows {
     reads.forEach((r, i) => {
       let mc = this.corrections.get(r.minute);
       if (!mc) this.corrections.set(r.minute, (mc = new MinuteCounts()));
-      mc.set(r.adId, values[i] ?? 0, r.dim ?? undefined, r.value ?? undefined);
+      const old = values[i] ?? 0;
+      mc.set(r.adId, old, r.dim ?? undefined, r.value ?? undefined);
+      this.touched.set(fieldOf(r.minute, r.dim, r.value, r.adId), { minute: r.minute, adId: r.adId, dim: r.dim, value: r.value, old, cause: undefined });
     });
   }
 
@@ -178,6 +257,20 @@ export class ShardWindows {
     return this.pendingClosed.size > 0 || this.corrections.size > 0;
   }
 
+  /**
+   * The corrected fields since the last commit: value read, value to commit, cause of the last
+   * change. Includes fields whose value came back to the stored one (old === new).
+   */
+  pendingCorrections(): CountCorrection[] {
+    const out: CountCorrection[] = [];
+    for (const t of this.touched.values()) {
+      if (t.cause === undefined) continue;
+      const now = this.corrections.get(t.minute)?.get(t.adId, t.dim ?? undefined, t.value ?? undefined) ?? t.old;
+      out.push({ minute: t.minute, adId: t.adId, dim: t.dim, value: t.value, old: t.old, new: now, cause: t.cause });
+    }
+    return out;
+  }
+
   /** After a successful commit: closed and corrected minutes live in the store only. */
   committed(): void {
     for (const mc of this.open.values()) mc.clearDirty();
@@ -185,6 +278,7 @@ export class ShardWindows {
     for (const mc of this.pendingClosed.values()) mc.clearDirty();
     this.pendingClosed.clear();
     this.corrections.clear();
+    this.touched.clear();
   }
 
   /** The absolute counts of the open minutes, as count writes (a hot child's reports). */
@@ -211,7 +305,7 @@ export class ShardWindows {
       const corr = this.corrections.get(m)?.get(q.adId, q.dim, q.value);
       if (corr !== undefined) corrections.push([m, corr]);
     }
-    return { minutes, corrections, closedThrough: this.closed, watermark };
+    return { minutes, corrections, closedThrough: this.closed, sealedThrough: this.sealedThrough, watermark };
   }
 
   queryTop(q: TopQuery): TopQueryReply {

@@ -1,11 +1,12 @@
 /** What every operator command shares: options from the environment, the placement store, argument checks. */
-import { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import { compileOptions, optionsFromEnv, type CompiledOptions } from '../../options.ts';
 import { PlacementStore } from '../../runtime/placement/placement-store.ts';
 import type { PlannerOptions } from '../../runtime/placement/planner.ts';
 import type { NodeView, PlacementTable } from '../../runtime/placement/types.ts';
+import { openRedis, redisUrlOf } from '../../runtime/redis-connect.ts';
 import { RedisKeys } from '../../runtime/redis-keys.ts';
+import { instanceFile } from '../local-instance.ts';
 
 /** A command-line mistake: main prints it with the command's help hint and exits 2. */
 export class UsageError extends Error {
@@ -26,30 +27,23 @@ export interface OpsContext {
 const MAX_SHARDS = 1024;
 
 /**
- * Connects to Redis (REDIS_URL; ADAGG_PREFIX and ADAGG_SHARDS as the nodes use them). When
+ * Connects to Redis (REDIS_URL and its credentials and TLS options; ADAGG_PREFIX and ADAGG_SHARDS as
+ * the nodes use them), failing with ADAGG_E_REDIS_UNAVAILABLE when it cannot. When
  * ADAGG_SHARDS is unset the shard count is taken from the placement table, so an operator does not
  * see phantom unassigned shards; when it is set and the table has more, a warning says so.
  * `persistent` (watch mode) keeps reconnecting instead of failing fast.
  */
 export async function openOps(env: NodeJS.ProcessEnv = process.env, persistent = false): Promise<OpsContext> {
   const compiled = compileOptions(optionsFromEnv(env));
-  if (!compiled.redisUrl) throw new AdaggError(ErrorCode.BadOption, 'REDIS_URL must be set (the Redis the runtime nodes use)');
-  const redisUrl = compiled.redisUrl;
-  const redis = new Redis(redisUrl, {
-    lazyConnect: true,
-    connectTimeout: 3000,
-    maxRetriesPerRequest: persistent ? null : 1,
-    retryStrategy: (times) => (persistent ? Math.min(times * 250, 2000) : times > 2 ? null : 200),
-  });
-  let lastError: Error | undefined;
-  redis.on('error', (err: Error) => (lastError = err)); // reported through the failing command instead
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    const why = lastError?.message ?? (err as Error).message; // ioredis' own is "Connection is closed."
-    throw new AdaggError(ErrorCode.Internal, `cannot reach Redis at ${redact(redisUrl)}: ${why}`, { cause: err });
+  const redisUrl = redisUrlOf(compiled);
+  if (!redisUrl) {
+    throw new AdaggError(
+      ErrorCode.BadOption,
+      `REDIS_URL must be set (the Redis the runtime nodes use); with neither NATS_URL nor REDIS_URL, a running local 'npm start' is used (${instanceFile(env)})`,
+    );
   }
+  // Credentials, TLS and a command timeout as the nodes use them; a refused connection fails at once.
+  const redis = await openRedis({ ...compiled, redisUrl }, persistent ? 'ops-watch' : 'ops');
   const keys = new RedisKeys(compiled.prefix);
   const storeOpts = (shards: number) => ({ shards, heartbeatTimeoutMs: compiled.nodeTimeoutMs });
   // How many shards the table knows: the highest entry anybody ever wrote.
@@ -88,11 +82,6 @@ export async function withOps<T>(fn: (ctx: OpsContext) => Promise<T>, persistent
   } finally {
     await ctx.close();
   }
-}
-
-/** `redis://user:secret@host` → `redis://user:***@host`: never print a password. */
-export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
 /** A shard argument: an integer in 0..shards-1, else ADAGG_E_UNKNOWN_SHARD. */

@@ -36,7 +36,7 @@ interface SplitContext {
 async function openSplitContext(): Promise<SplitContext> {
   const o = compileOptions(optionsFromEnv());
   if (!o.natsUrl) throw new AdaggError(ErrorCode.BadOption, 'NATS_URL must be set (the NATS the runtime nodes use)');
-  const nc = await connectNats(o.natsUrl, 'adagg-cli');
+  const nc = await connectNats({ ...o, natsUrl: o.natsUrl }, 'adagg-cli');
   const topo = topology(o.prefix);
   const info = await (await jetstreamManager(nc)).streams.info(topo.clicksStream).catch(() => null);
   if (!info) {

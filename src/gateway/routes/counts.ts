@@ -1,57 +1,84 @@
 import type { FastifyInstance, FastifySchema } from 'fastify';
 import { ErrorCode } from '../../errors.ts';
+import { heavyQueryConfig, heavyQueryLimit, type HeavyQueryLimitOptions } from '../heavy-query-limit.ts';
 import { errorResponses } from '../openapi.ts';
 import { checkRange, filterParam, intParam, minuteParam, type Query } from '../params.ts';
-import type { QueryService } from '../query-service.ts';
-import { adIdParams, filterParams, filterValue, timeParam, wholeNumberParam } from '../schemas.ts';
+import type { Filter, QueryService } from '../query-service.ts';
+import { adIdParams, countMinuteList, filterParams, filterValue, invalidByRule, timeParam, wholeNumberParam } from '../schemas.ts';
 
-export interface CountRouteOptions {
+export interface CountRouteOptions extends HeavyQueryLimitOptions {
   dimensions: readonly string[];
   cubes: readonly string[];
+  /** ADAGG_COUNTRY_ALPHA3: how `country` filter values are read. @default 'map' */
+  countryAlpha3?: string;
   maxQueryMinutes: number;
   maxTopN: number;
 }
 
-const minuteList = {
-  type: 'array',
-  items: {
-    type: 'object',
-    properties: {
-      minute: { type: 'string' },
-      count: { type: 'integer' },
-      final: { type: 'boolean', description: 'false: an open (provisional) minute' },
-    },
-  },
-};
 const rankedAds = { type: 'array', items: { type: 'object', properties: { ad_id: { type: 'string' }, count: { type: 'integer' } } } };
 /** Errors of a query answered from the shard actors and Redis. */
-const SHARD_ERRORS = [ErrorCode.ShardUnavailable, ErrorCode.MailboxFull] as const;
+// Answers read shards over NATS and closed minutes from Redis: either may be unavailable.
+export const SHARD_ERRORS = [ErrorCode.ShardUnavailable, ErrorCode.MailboxFull, ErrorCode.RedisUnavailable] as const;
 
 // Any parameter but the named ones is a filter: documented for the configured dimensions, checked
 // for form by the schema, and mapped onto a dimension or cube (or refused) by filterParam.
 
-function adCountSchema(o: CountRouteOptions): FastifySchema {
+/** `?from&to` and the filters of an ad's count query (aggregated_count, invalid). */
+export function adRangeQuery(o: CountRouteOptions): Record<string, unknown> {
   return {
-    summary: "An ad's clicks per minute over [from, to)",
+    type: 'object',
+    required: ['from', 'to'],
+    properties: { from: timeParam('range start, inclusive'), to: timeParam('range end, exclusive'), ...filterParams(o.dimensions, o.cubes) },
+    additionalProperties: filterValue,
+  };
+}
+
+/** An ad's range and filter, checked (range bounds, pre-aggregated filter). */
+export function adRange(q: Query, o: CountRouteOptions): { from: number; to: number; filter: Filter | undefined } {
+  const from = minuteParam(q, 'from', true)!;
+  const to = minuteParam(q, 'to', true)!;
+  checkRange(from, to, o.maxQueryMinutes);
+  return { from, to, filter: filterParam(q, ['from', 'to'], o.dimensions, o.cubes, o.countryAlpha3) };
+}
+
+function adCountSchema(o: CountRouteOptions): FastifySchema {
+  return adBreakdownSchema(
+    o,
+    "An ad's clicks per minute over [from, to)",
+    '`count` is the valid (billable) count; `invalid` and `invalid_by_rule` are the clicks the risk rules (ADAGG_RISK_RULES) took, for the range and for each minute.',
+  );
+}
+
+/**
+ * The schema of an ad's per-minute breakdown (aggregated_count, and /invalid with `extra` fields
+ * after `invalid`): valid count, invalid clicks by rule, the minutes.
+ */
+export function adBreakdownSchema(o: CountRouteOptions, summary: string, description: string, extra: Record<string, unknown> = {}): FastifySchema {
+  return {
+    summary,
+    description,
     tags: ['queries'],
     params: adIdParams,
-    querystring: {
-      type: 'object',
-      required: ['from', 'to'],
-      properties: { from: timeParam('range start, inclusive'), to: timeParam('range end, exclusive'), ...filterParams(o.dimensions, o.cubes) },
-      additionalProperties: filterValue,
-    },
+    querystring: adRangeQuery(o),
     response: {
       200: {
-        description: "every minute of the range, in order; final: false marks an open minute; watermark is the owning shard's",
+        description: "every minute of the range, in order; final: false marks an open minute; state: open, closed or sealed; watermark and sealed_through are the owning shard's",
         type: 'object',
         properties: {
           ad_id: { type: 'string' },
           from: { type: 'string' },
           to: { type: 'string' },
-          count: { type: 'integer' },
-          minutes: minuteList,
+          count: { type: 'integer', description: 'valid (billable) clicks' },
+          invalid: { type: 'integer', description: 'clicks the risk rules took (not in count)' },
+          ...extra,
+          invalid_by_rule: invalidByRule,
+          minutes: countMinuteList,
           watermark: { type: 'string', nullable: true },
+          sealed_through: {
+            type: 'string',
+            nullable: true,
+            description: "ISO start of the owning shard's last sealed minute (every minute up to it is sealed); null: none yet",
+          },
         },
       },
       ...errorResponses([ErrorCode.BadParam, ErrorCode.RangeTooLarge, ErrorCode.FilterNotPreaggregated, ...SHARD_ERRORS]),
@@ -62,7 +89,7 @@ function adCountSchema(o: CountRouteOptions): FastifySchema {
 function popularSchema(o: CountRouteOptions): FastifySchema {
   return {
     summary: 'The ads with most clicks in a window of minutes',
-    description: 'Ordered by count descending, then ad_id ascending. Exact.',
+    description: `Ordered by count descending, then ad_id ascending. Exact. A window of ${o.heavyQueryMinutes ?? 60} minutes or more is heavy: rate-limited per token (429 ADAGG_E_RATE_LIMITED with Retry-After), and when all its minutes are closed its answer is shared and cached until the next minute closes (a correction to a closed minute shows from then on).`,
     tags: ['queries'],
     querystring: {
       type: 'object',
@@ -76,7 +103,7 @@ function popularSchema(o: CountRouteOptions): FastifySchema {
     },
     response: {
       200: { description: 'the ranking of [from, to)', type: 'object', properties: { from: { type: 'string' }, to: { type: 'string' }, ads: rankedAds } },
-      ...errorResponses([ErrorCode.BadParam, ErrorCode.FilterNotPreaggregated, ...SHARD_ERRORS]),
+      ...errorResponses([ErrorCode.BadParam, ErrorCode.FilterNotPreaggregated, ErrorCode.RateLimited, ...SHARD_ERRORS]),
     },
   };
 }
@@ -84,22 +111,27 @@ function popularSchema(o: CountRouteOptions): FastifySchema {
 /**
  * The count queries. Their schemas check each parameter's form (a time, a whole number, an ad id,
  * a filter value, each given once); the handlers check what a schema cannot: the ranges that come
- * from the options, `from < to`, and whether the filter is pre-aggregated.
+ * from the options, `from < to`, and whether the filter is pre-aggregated. Heavy rankings are
+ * rate-limited per token (heavy-query-limit.ts), in a scope of their own.
  */
-export function countRoutes(app: FastifyInstance, queries: QueryService, o: CountRouteOptions): void {
+export function countRoutes(parent: FastifyInstance, queries: QueryService, o: CountRouteOptions): void {
+  void parent.register(async (app) => {
+    await heavyQueryLimit(app);
+    routes(app, queries, o);
+  });
+}
+
+function routes(app: FastifyInstance, queries: QueryService, o: CountRouteOptions): void {
   app.get<{ Params: { ad_id: string }; Querystring: Query }>('/v1/ads/:ad_id/aggregated_count', { schema: adCountSchema(o) }, async (req) => {
-    const q = req.query;
-    const from = minuteParam(q, 'from', true)!;
-    const to = minuteParam(q, 'to', true)!;
-    checkRange(from, to, o.maxQueryMinutes);
-    return queries.adCount(req.params.ad_id, from, to, filterParam(q, ['from', 'to'], o.dimensions, o.cubes));
+    const { from, to, filter } = adRange(req.query, o);
+    return queries.adCount(req.params.ad_id, from, to, filter);
   });
 
-  app.get<{ Querystring: Query }>('/v1/ads/popular_ads', { schema: popularSchema(o) }, async (req) => {
+  app.get<{ Querystring: Query }>('/v1/ads/popular_ads', { schema: popularSchema(o), config: heavyQueryConfig(o) }, async (req) => {
     const q = req.query;
     const n = intParam(q, 'count', 10, 1, o.maxTopN);
     const window = intParam(q, 'window', 1, 1, o.maxQueryMinutes);
     const at = minuteParam(q, 'at', false);
-    return queries.popular(n, window, at, filterParam(q, ['count', 'window', 'at'], o.dimensions, o.cubes));
+    return queries.popular(n, window, at, filterParam(q, ['count', 'window', 'at'], o.dimensions, o.cubes, o.countryAlpha3));
   });
 }

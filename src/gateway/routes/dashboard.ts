@@ -15,6 +15,7 @@ const FILES: ReadonlyMap<string, string> = new Map([
   ['index.html', 'text/html; charset=utf-8'],
   ['app.js', 'text/javascript; charset=utf-8'],
   ['chart.js', 'text/javascript; charset=utf-8'],
+  ['invalid-share.js', 'text/javascript; charset=utf-8'],
   ['style.css', 'text/css; charset=utf-8'],
 ]);
 

@@ -4,13 +4,28 @@ import { isoOf } from '../../model/time.ts';
 import { errorResponses } from '../openapi.ts';
 import type { QueryService } from '../query-service.ts';
 
+/** Readiness checks with, for the failing ones, why they failed. */
+export interface ReadinessResult {
+  checks: Record<string, boolean>;
+  reasons?: Record<string, string>;
+}
+
+/** The gateway's readiness: named checks (true: ready), optionally with reasons for failures. */
 export interface Readiness {
-  (): Promise<Record<string, boolean>>;
+  (): Promise<Record<string, boolean> | ReadinessResult>;
+}
+
+function isResult(r: Record<string, boolean> | ReadinessResult): r is ReadinessResult {
+  return typeof (r as { checks?: unknown }).checks === 'object';
 }
 
 const readiness = {
   type: 'object',
-  properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'boolean' } } },
+  properties: {
+    status: { type: 'string' },
+    checks: { type: 'object', additionalProperties: { type: 'boolean' } },
+    reasons: { type: 'object', additionalProperties: { type: 'string' } },
+  },
 };
 
 /** Route schemas: documentation in /openapi.json (none of these routes takes parameters). */
@@ -21,9 +36,12 @@ const SCHEMAS = {
     response: { 200: { description: '{"status":"ok"}', type: 'object', properties: { status: { type: 'string' } } } },
   },
   readyz: {
-    summary: 'NATS and Redis are connected',
+    summary: 'NATS and Redis answer a round trip within ADAGG_READY_TIMEOUT_MS (and the actors run)',
     tags: ['ops'],
-    response: { 200: { description: 'ready', ...readiness }, 503: { description: 'not_ready, with the failing checks', ...readiness } },
+    response: {
+      200: { description: 'ready', ...readiness },
+      503: { description: 'not_ready: `checks` false for each failing dependency, `reasons` says why', ...readiness },
+    },
   },
   metrics: {
     summary: 'Prometheus metrics',
@@ -36,7 +54,7 @@ const SCHEMAS = {
     tags: ['ops'],
     response: {
       200: {
-        description: 'one entry per shard: shard, state, node, epoch, watermark, watermark_delay_ms, last_seq, committed_seq, lag, open_minutes, tracked_ids',
+        description: 'one entry per shard: shard, state, node, epoch, watermark, watermark_delay_ms, last_seq, committed_seq, lag, open_minutes, tracked_ids, risk_clicks',
         type: 'object',
         properties: { shards: { type: 'array', items: { type: 'object', additionalProperties: true } } },
       },
@@ -50,9 +68,11 @@ export function opsRoutes(app: FastifyInstance, queries: QueryService, registry:
   app.get('/healthz', { schema: SCHEMAS.healthz }, async () => ({ status: 'ok' }));
 
   app.get('/readyz', { schema: SCHEMAS.readyz }, async (_req, reply) => {
-    const checks = await ready();
+    const r = await ready();
+    const { checks, reasons } = isResult(r) ? r : { checks: r, reasons: undefined };
     const ok = Object.values(checks).every(Boolean);
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', checks });
+    const body = { status: ok ? 'ready' : 'not_ready', checks, ...(!ok && reasons ? { reasons } : {}) };
+    return reply.code(ok ? 200 : 503).send(body);
   });
 
   app.get('/metrics', { schema: SCHEMAS.metrics }, async (_req, reply) => {
@@ -79,6 +99,7 @@ export function opsRoutes(app: FastifyInstance, queries: QueryService, registry:
           lag: st?.lag ?? null,
           open_minutes: st?.openMinutes ?? null,
           tracked_ids: st?.trackedIds ?? null,
+          risk_clicks: st?.riskClicks ?? null,
         };
       }),
     };

@@ -1,6 +1,8 @@
 // adagg live dashboard: a live top-N table over the /v1/ws/popular_ads WebSocket (protocol in
-// src/gateway/ws-protocol.ts) and a per-minute chart of one ad polled from the REST API.
+// src/gateway/ws-protocol.ts) with each ad's invalid share, and a per-minute chart of one ad polled
+// from the REST API.
 import { createMinuteChart, fmtInt, fmtTime } from './chart.js';
+import { createInvalidShares } from './invalid-share.js';
 
 const COUNTS = ['10', '25', '50'];
 const WINDOWS = ['1', '5', '60'];
@@ -39,6 +41,22 @@ const ui = {
   chartError: $('#chart-error'),
   chart: createMinuteChart($('#chart')),
 };
+
+// ---------------------------------------------------------------------------------------------
+// The bearer token: `npm start` prints a URL carrying it in the fragment (#token=…, never sent to
+// the server). It moves to sessionStorage (this tab only) and out of the address bar at once.
+
+const TOKEN_KEY = 'adagg.token';
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.has('token')) {
+  sessionStorage.setItem(TOKEN_KEY, fragment.get('token') ?? '');
+  history.replaceState(null, '', location.pathname + location.search);
+}
+const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+const authHeaders = () => (token() ? { authorization: `Bearer ${token()}` } : {});
+/** WebSocket subprotocols: browsers cannot set headers on a socket, so the token rides here. */
+const wsProtocols = () => (token() ? ['adagg', `bearer.${token()}`] : []);
+const NO_TOKEN_HELP = 'This gateway needs a token: open the dashboard URL that `npm start` printed (…/#token=…).';
 
 // ---------------------------------------------------------------------------------------------
 // State, kept in the page URL (?count=&window=&country=&ad=) so a reload keeps the view.
@@ -106,14 +124,16 @@ function connect() {
   if (sub.filter) url.searchParams.set('country', sub.filter.country);
   setStatus('connecting', attempt === 0 ? 'connecting…' : `reconnecting (attempt ${attempt + 1})…`);
 
-  const sock = new WebSocket(url);
+  const sock = new WebSocket(url, wsProtocols());
   ws = sock;
   openedWith = subKey(sub);
   pending = 1; // the server answers the connect parameters with `subscribed`
   markStale(true);
 
+  let opened = false;
   sock.addEventListener('open', () => {
     if (sock !== ws) return;
+    opened = true;
     setStatus('live', 'live');
     // The controls changed while the socket was still connecting.
     if (subKey(subscription()) !== openedWith) sendSubscribe();
@@ -135,9 +155,17 @@ function connect() {
     ws = null;
     clearInterval(pingTimer);
     if (ev.code === 1008 && ev.reason) showError(ui.topnError, ev.reason);
+    // A refused upgrade only shows as 1006: ask the REST API whether the token is the reason.
+    else if (ev.code === 1006 && !opened) void explainRefusal();
     scheduleReconnect();
   });
   // An 'error' is always followed by 'close', which does the work.
+}
+
+async function explainRefusal() {
+  const res = await fetch('/v1/status', { cache: 'no-store', headers: authHeaders() }).catch(() => null);
+  if (res?.status === 401) showError(ui.topnError, NO_TOKEN_HELP);
+  else if (res?.status === 403) showError(ui.topnError, 'This token may not read rankings (it needs the read scope).');
 }
 
 function scheduleReconnect() {
@@ -223,6 +251,17 @@ addEventListener('online', () => {
 // ---------------------------------------------------------------------------------------------
 // The top-N table.
 
+/** Each listed ad's invalid share over the ranking's window (invalid-share.js). */
+const invalidShares = createInvalidShares({
+  authHeaders,
+  onUpdate: () => {
+    for (const tr of ui.tbody.querySelectorAll('tr[data-ad-id]')) {
+      const td = tr.querySelector('td.invalid');
+      if (td) invalidShares.cell(td, tr.dataset.adId);
+    }
+  },
+});
+
 let lastCounts = new Map();
 /** End (ms) of the window shown in the table; the newest final ranking when it ends earlier. */
 let shownTo = -Infinity;
@@ -282,6 +321,10 @@ function renderRanking(r) {
     count.className = 'num count';
     count.textContent = fmtInt(a.count);
 
+    const invalid = document.createElement('td');
+    invalid.className = 'num invalid';
+    invalidShares.cell(invalid, a.ad_id);
+
     const barCell = document.createElement('td');
     barCell.className = 'bar-col';
     const bar = document.createElement('div');
@@ -292,13 +335,14 @@ function renderRanking(r) {
     bar.appendChild(fill);
     barCell.appendChild(bar);
 
-    tr.append(rank, ad, count, barCell);
+    tr.append(rank, ad, count, invalid, barCell);
     return tr;
   });
   lastCounts = counts;
   ui.tbody.replaceChildren(...rows);
   ui.empty.textContent = 'No clicks in this window yet.';
   ui.empty.hidden = rows.length > 0;
+  invalidShares.track(ads.map((a) => a.ad_id), r.from, r.to, country);
 
   if (!state.adChosen && !state.ad && ads[0]) selectAd(ads[0].ad_id, { chosen: false });
 }
@@ -375,9 +419,13 @@ async function refreshChart(ad, signal) {
   // The last 60 minutes including the open one: `to` is the start of the next minute.
   const to = Math.floor(Date.now() / 60_000) * 60_000 + 60_000;
   const from = to - CHART_MINUTES * 60_000;
-  const res = await fetch(`/v1/ads/${encodeURIComponent(ad)}/aggregated_count?from=${from}&to=${to}`, { signal, cache: 'no-store' });
+  const res = await fetch(`/v1/ads/${encodeURIComponent(ad)}/aggregated_count?from=${from}&to=${to}`, { signal, cache: 'no-store', headers: authHeaders() });
   const body = await res.json().catch(() => null);
   if (signal.aborted || state.ad !== ad) return;
+  if (res.status === 401) {
+    showError(ui.chartError, `${body?.code ?? 'HTTP 401'}: ${NO_TOKEN_HELP}`);
+    return;
+  }
   if (!res.ok || !body) {
     showError(ui.chartError, body?.error ? `${body.code}: ${body.error}` : `HTTP ${res.status}`);
     return;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../../errors.ts';
 import type { RedisKeys } from '../redis-keys.ts';
+import { awaitReplicas } from '../redis-replicas.ts';
 import type { NodeRecord, NodeView, PlacementEntry, PlacementTable, UnitEntry } from './types.ts';
 
 /**
@@ -12,6 +13,11 @@ import type { NodeRecord, NodeView, PlacementEntry, PlacementTable, UnitEntry } 
  * `<p>:nodes` hash (id → heartbeat JSON), `<p>:drain` hash (id → since), `<p>:controller` lease.
  * Hot-ad child units: `<p>:placement:units` hash (`v`, `s:<unit>` JSON entry), `<p>:{<unit>}:epoch`;
  * the same Lua steps run on it (an entry's `shard` is then the unit id).
+ *
+ * With a replica policy on the connection (ADAGG_REDIS_MIN_REPLICAS), every table change returns
+ * only once enough replicas have it, so an epoch is on a replica before any node uses it and a
+ * failover cannot hand out the same epoch twice. Heartbeats and the controller lease are not
+ * waited for: they are renewed every few seconds and a lost one only delays a decision.
  */
 
 // ARGV[1] = expected version or '' (no check). Returns an error reply 'CONFLICT <version>'.
@@ -219,6 +225,7 @@ export class PlacementStore {
     }
     m.hincrby(this.unitsKey, 'v', 1);
     await m.exec();
+    await awaitReplicas(this.redis, 'hot child units added');
   }
 
   /**
@@ -231,6 +238,7 @@ export class PlacementStore {
     m.hdel(this.unitsKey, ...units.map((u) => `s:${u}`));
     m.hincrby(this.unitsKey, 'v', 1);
     await m.exec();
+    await awaitReplicas(this.redis, 'hot child units removed');
     await this.expireUnitKeys(units, keepMs);
   }
 
@@ -266,7 +274,9 @@ export class PlacementStore {
 
   private async run(fn: () => Promise<number>): Promise<number> {
     try {
-      return await fn();
+      const out = await fn();
+      await awaitReplicas(this.redis, 'placement change');
+      return out;
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       if (msg.startsWith('CONFLICT')) {
