@@ -61,13 +61,18 @@ describe.each([1, 2])('Redis Sentinel failover under load, %i replica(s)', (repl
   /** A wait whose timeout also shows each Redis server's replication state and the tails of every log. */
   const explained = (wait: Promise<void>): Promise<void> =>
     wait.catch(async (err: unknown) => {
-      throw new Error(`${(err as Error).message}\n${nodeView()}\n${await storeView()}\n${await ha.diagnose()}`);
+      // The logs first and the node's and store's views last: a CI log keeps the tail.
+      const logs = await ha.diagnose();
+      throw new Error(`${logs}\n${(err as Error).message}\n${nodeView()}\n${await storeView()}`);
     });
   /** The node's side: which shards run here under which epoch, each supervisor's state, lag, restarts. */
   const nodeView = (): string =>
     [...Array(SHARDS).keys()]
       .map((s) => `shard ${s}: running epoch ${stack.node.running().get(s) ?? '-'}, supervisor ${stack.node.supervisor(s)?.lifecycle.state ?? '-'}, lag ${stack.node.hosts.get(s)?.lag ?? '-'}`)
+      .concat(nodeEvents.slice(-40))
       .join('\n');
+  /** The node's events since the kill (restarts with their error codes, fenced shards, commit failures). */
+  const nodeEvents: string[] = [];
   /** Redis' side, through the Sentinels' current primary: epochs, committed positions, the placement table. */
   const storeView = async (): Promise<string> => {
     const r = connect(await ha.primaryPort().catch(() => 1));
@@ -149,8 +154,15 @@ describe.each([1, 2])('Redis Sentinel failover under load, %i replica(s)', (repl
         ackedSeq.set(e.shard, e.seq);
       }
     });
-    stack.node.events.on('commitFailed', () => commitFailures++);
-    stack.node.events.on('restart', () => restarts++);
+    stack.node.events.on('commitFailed', (e) => {
+      commitFailures++;
+      nodeEvents.push(`${new Date().toISOString()} commitFailed ${JSON.stringify(e)}`);
+    });
+    stack.node.events.on('restart', (e) => {
+      restarts++;
+      nodeEvents.push(`${new Date().toISOString()} restart ${JSON.stringify(e)}`);
+    });
+    stack.node.events.on('fenced', (e) => nodeEvents.push(`${new Date().toISOString()} fenced ${JSON.stringify(e)}`));
 
     // SIGKILL the primary; the Sentinels promote the replica; a supervisor restarts the old one,
     // which the Sentinels turn into the new primary's replica (MIN_REPLICAS=1 needs one).
