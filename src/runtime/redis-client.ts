@@ -28,6 +28,13 @@ export interface CallPolicy {
   failFast: boolean;
   /** Holds new calls while a call written by any connection sharing it is overdue. */
   gate?: OverdueGate;
+  /**
+   * Connect again when the connection ends without being closed by its owner (a long-lived role).
+   * ioredis ends a Sentinel-mode connection for good when a failover announcement (`+switch-master`)
+   * arrives while it is asking a Sentinel for the primary: every later call would fail with
+   * "Connection is closed" although Redis is back.
+   */
+  revive?: boolean;
 }
 
 /** Calls written, timed out and still unanswered, across the connections that share the gate. */
@@ -74,6 +81,10 @@ export class CodedRedis extends Redis {
   private overdue = false;
   /** This connection's calls in the gate. */
   private readonly inGate = new Set<Command>();
+  /** The owner closed it (quit, disconnect): an end is wanted, never revived. */
+  private endWanted = false;
+  /** Revivals since the connection was last ready (for the backoff). */
+  private revivals = 0;
 
   constructor(
     url: string,
@@ -82,17 +93,37 @@ export class CodedRedis extends Redis {
     private readonly policy: CallPolicy,
   ) {
     super(url, options);
-    this.on('ready', () => (this.overdue = false));
+    this.on('ready', () => {
+      this.overdue = false;
+      this.revivals = 0;
+    });
     // Closed for good (ioredis never settles calls it was holding for a resend): nothing of this
     // connection can run any more, so it no longer holds the others back.
     this.on('end', () => {
       for (const c of this.inGate) this.policy.gate?.settle(c);
       this.inGate.clear();
+      if (this.policy.revive && !this.endWanted) this.revive();
     });
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.endWanted = true;
+    super.disconnect(reconnect);
+  }
+
+  /** Connects again after an end nobody asked for, with a backoff of 100 ms doubling to 2 s. */
+  private revive(): void {
+    const delay = Math.min(2000, 100 * 2 ** this.revivals++);
+    const t = setTimeout(() => {
+      if (this.endWanted || this.status !== 'end') return;
+      this.connect().catch(() => undefined); // a failed attempt ends again, and revives again
+    }, delay);
+    t.unref();
   }
 
   override sendCommand(...args: Parameters<Redis['sendCommand']>): unknown {
     const [command] = args;
+    if (command.name === 'quit') this.endWanted = true;
     let st = calls.get(command);
     if (!st) {
       st = { written: false, timedOut: false };

@@ -92,7 +92,9 @@ export function redisUrlOf(o: { redisUrl?: string | undefined; redisSentinels?: 
 export function createRedis(o: RedisConnectOptions, role: RedisRole, log?: Logger): Redis {
   const timeoutMs = role === 'state' ? (o.redisStateTimeoutMs ?? DEFAULT_STATE_TIMEOUT_MS) : (o.redisCommandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const where = redisWhere(o);
-  const policy: CallPolicy = role === 'state' ? { timeoutMs, failFast: false, gate: stateGate(o) } : { timeoutMs, failFast: true };
+  // One-shot operator commands fail rather than connect again; the long-lived roles never give up.
+  const revive = role !== 'ops';
+  const policy: CallPolicy = role === 'state' ? { timeoutMs, failFast: false, gate: stateGate(o), revive } : { timeoutMs, failFast: true, revive };
   const redis = new CodedRedis(o.redisUrl, redisClientOptions(o, role), where, policy);
   setReplicaPolicy(redis, { minReplicas: o.redisMinReplicas ?? 0, waitTimeoutMs: o.redisWaitTimeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS });
   let last: string | undefined;
