@@ -12,8 +12,8 @@ export default function setup(): () => void {
   process.env.ADAGG_ARCHIVE_DIR = dir;
   // No archivers unless a test asks for them (ADAGG_ARCHIVE=on, or the option archive: 'on'):
   // the archive is tested on its own (test/integration/archive-exactness.test.ts, a child
-  // process); elsewhere an archiver's DuckDB in the test worker only costs time, and a native
-  // DuckDB error while a worker exits once aborted the whole run (docs/history.md, known issues).
+  // process, and test/integration/archive-shutdown.test.ts); elsewhere archivers in the test
+  // worker only cost time.
   process.env.ADAGG_ARCHIVE = 'off';
   return () => rmSync(dir, { recursive: true, force: true });
 }

@@ -23,8 +23,7 @@ import { CpuMeter } from './cpu.ts';
 import { drive } from './drive.ts';
 import { AckTracker, TrackingProducer } from './publisher.ts';
 import { readMetas } from './redis-state.ts';
-import { deleteStream } from './servers.ts';
-import { actorFailures, committedProbe, rssOf, stallGuard, startBenchService } from './service.ts';
+import { actorFailures, clearRun, committedProbe, rssOf, stallGuard, startBenchService } from './service.ts';
 import { int, median, mib, ms, rate, sleep } from './stats.ts';
 import { Workload } from './workload.ts';
 
@@ -172,9 +171,7 @@ export async function archiverServiceRun(ctx: Ctx, events: number, archive: bool
     return run;
   } finally {
     await svc.kill();
-    await deleteStream(servers.nc, topo.clicksStream);
-    await deleteStream(servers.nc, topo.deadLetterStream);
-    await servers.rd.flushall();
+    await clearRun(servers, topo);
     await rm(dir, { recursive: true, force: true });
   }
 }

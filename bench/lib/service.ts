@@ -10,9 +10,11 @@ import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/runtime/local-servers.ts';
 import type { Redis } from 'ioredis';
+import type { Topology } from '../../src/runtime/topology.ts';
 import type { Ctx } from './context.ts';
 import type { AckTracker } from './publisher.ts';
 import { readMetas } from './redis-state.ts';
+import { deleteStream, type BenchServers } from './servers.ts';
 import { sleep } from './stats.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -296,4 +298,14 @@ export function committedProbe(rd: Redis, prefix: string, shards: number, tracke
     const metas = await readMetas(rd, prefix, shards);
     return { done: tracker.eventsThrough(metas.map((m) => m.seq)), complete: metas.every((m, s) => m.seq >= tracker.lastSeq[s]!), rss: rssOf(pid) };
   };
+}
+
+/**
+ * The end of a service run (its `finally`, after the service is killed): both streams of the run's
+ * prefix deleted and Redis emptied (FLUSHALL), so the next run starts from nothing.
+ */
+export async function clearRun(servers: Pick<BenchServers, 'nc' | 'rd'>, topo: Pick<Topology, 'clicksStream' | 'deadLetterStream'>): Promise<void> {
+  await deleteStream(servers.nc, topo.clicksStream);
+  await deleteStream(servers.nc, topo.deadLetterStream);
+  await servers.rd.flushall();
 }

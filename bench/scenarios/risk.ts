@@ -25,8 +25,7 @@ import { AckTracker, TrackingProducer } from '../lib/publisher.ts';
 import { checkExactness, minuteRange, readMetas } from '../lib/redis-state.ts';
 import { actorPathRun, type ActorPathRun } from '../lib/risk-actor-path.ts';
 import { RiskWorkload, type AbuseCounts } from '../lib/risk-workload.ts';
-import { deleteStream } from '../lib/servers.ts';
-import { actorFailures, committedProbe, metric, rssOf, stallGuard, startBenchService } from '../lib/service.ts';
+import { actorFailures, clearRun, committedProbe, metric, rssOf, stallGuard, startBenchService } from '../lib/service.ts';
 import { int, median, mib, ms, rate, sleep, until } from '../lib/stats.ts';
 import type { WorkloadSpec } from '../lib/workload.ts';
 
@@ -201,9 +200,7 @@ async function serviceRun(ctx: Ctx, spec: WorkloadSpec, set: RiskRuleSet, rules:
     return run;
   } finally {
     await svc.kill();
-    await deleteStream(servers.nc, topo.clicksStream);
-    await deleteStream(servers.nc, topo.deadLetterStream);
-    await servers.rd.flushall();
+    await clearRun(servers, topo);
   }
 }
 

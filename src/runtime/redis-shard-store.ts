@@ -6,6 +6,7 @@ import type { RedisKeys } from './redis-keys.ts';
 import { awaitReplicas, waitsForReplicas } from './redis-replicas.ts';
 import type { CountRead, CountWrite, FlatCounts, ShardCommit, ShardStore, StateReader, StoredShard, UnitId } from './shard-store.ts';
 import { FENCED_STEP_PRELUDE } from './fenced-step-lua.ts';
+import { takeEpoch } from './fencing-epoch.ts';
 
 /**
  * One fenced, atomic step: refuse unless the caller's epoch is the shard's current epoch and the
@@ -147,11 +148,8 @@ export class RedisShardStore implements ShardStore {
     if (!this.redis.adaggCommit) this.redis.defineCommand('adaggCommit', { lua: COMMIT_LUA });
   }
 
-  async acquire(shard: UnitId): Promise<number> {
-    const epoch = await this.redis.incr(this.keys.epoch(shard));
-    // An epoch used before a replica has it could be granted again after a failover.
-    await awaitReplicas(this.redis, `shard ${shard}: epoch ${epoch}`);
-    return epoch;
+  acquire(shard: UnitId): Promise<number> {
+    return takeEpoch(this.redis, this.keys, shard, `shard ${shard}`);
   }
 
   async load(shard: UnitId): Promise<StoredShard | null> {

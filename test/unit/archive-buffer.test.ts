@@ -2,10 +2,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCode, type AdaggError } from '../../src/errors.ts';
 import { compileOptions } from '../../src/options.ts';
 import { ArchiveBuffer, deadLetterRow, stagingDir } from '../../src/runtime/archive/archive-buffer.ts';
 import { archiveRoot, archiverSpecs } from '../../src/runtime/archive/archivers.ts';
-import { duckConnection, sqlString } from '../../src/runtime/archive/duckdb.ts';
+import { duckConnection, openDuckConnections, sqlString } from '../../src/runtime/archive/duckdb.ts';
 import { topology } from '../../src/runtime/topology.ts';
 
 /** The archiver's DuckDB buffer: rows in, one staged Parquet file per UTC hour out, with the layout's columns. */
@@ -64,6 +65,26 @@ describe('archive buffer', () => {
     ]);
     await b.close();
     expect(deadLetterRow(Buffer.from(JSON.stringify({ reason: 'too_old', source: 'hot child h61-4-1 seq 5', at: 1 })), 0)).toMatchObject({ srcUnit: 'h61-4-1', srcSeq: 5 });
+  });
+
+  it('close: a statement in flight is interrupted and awaited, then appender, connection and instance go; nothing touches DuckDB after', async () => {
+    const before = openDuckConnections();
+    const b = await ArchiveBuffer.open('s1', 'a-s1');
+    expect(openDuckConnections()).toBe(before + 1);
+    const h = Date.UTC(2026, 2, 1, 0);
+    for (let seq = 1; seq <= 1000; seq++) b.appendClicks('p.clicks.1', seq, Array.from({ length: 100 }, (_, i) => ({ click_id: `c${seq}-${i}`, ad_id: `a${i}`, ts: h + seq * 1000 + i })));
+    const staging = stagingDir(dir, 'a-s1');
+    const staged = b.stage(dir, staging, 1, 1000, 2);
+    staged.catch(() => undefined);
+    await b.close();
+    // The statement in flight was interrupted (or had finished): the stage ends either way.
+    await expect(Promise.race([staged.then(() => 'settled', () => 'settled'), new Promise((r) => setTimeout(() => r('hung'), 10_000))])).resolves.toBe('settled');
+    expect(openDuckConnections()).toBe(before);
+    await b.close();
+    const closed = { code: ErrorCode.ArchiveClosed };
+    expect(() => b.appendClicks('p.clicks.1', 2000, [{ click_id: 'z', ad_id: 'a', ts: h }])).toThrow(expect.objectContaining(closed));
+    await expect(b.stage(dir, staging, 1, 2000, 2)).rejects.toMatchObject(closed);
+    await expect(b.clear()).rejects.toMatchObject(closed);
   });
 
   it('archivers: on by default under ./data/archive from the working directory; shard 0 also takes hot and dead letters', () => {

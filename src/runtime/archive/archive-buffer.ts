@@ -1,6 +1,7 @@
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
+import { AdaggError, ErrorCode } from '../../errors.ts';
 import type { Click } from '../../model/click.ts';
 import { duckConnection, sqlString } from './duckdb.ts';
 import { DEAD_LETTER_COLUMNS, RAW_COLUMNS, deadLetterFilePath, rawFilePath, type ArchiveUnit } from './layout.ts';
@@ -34,10 +35,19 @@ export async function fsyncPath(p: string): Promise<void> {
  * DuckDB appender, ~400k rows/s), written at a flush as one zstd Parquet file per UTC hour present
  * (raw clicks by event time `ts`, dead letters by arrival `at`) into the unit's staging folder.
  * Nothing here decides when rows are final: the archiver commits, then renames.
+ *
+ * The buffer owns its appender and its connection: `close()` interrupts a statement in flight,
+ * waits for it to settle, then closes the appender, drops the table and closes the connection (the
+ * last connection closes the instance, duckdb.ts). After `close()` no method touches DuckDB: each
+ * throws ADAGG_E_ARCHIVE_CLOSED instead.
  */
 export class ArchiveBuffer {
   private appender: DuckDBAppender | undefined;
   private count = 0;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Statements in flight on the connection (one at a time in practice: the archiver is serial). */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly conn: DuckDBConnection,
@@ -50,9 +60,14 @@ export class ArchiveBuffer {
     const conn = await duckConnection();
     const table = `buf_${unitId.replace(/[^A-Za-z0-9]/g, '_')}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
     const cols = (unit === 'dlq' ? DEAD_LETTER_COLUMNS : RAW_COLUMNS).map(([n, t]) => `"${n}" ${t}`).join(', ');
-    await conn.run(`CREATE TABLE ${table} (${cols})`);
     const b = new ArchiveBuffer(conn, table, unit);
-    b.appender = await conn.createAppender(table);
+    try {
+      await b.duck(() => conn.run(`CREATE TABLE ${table} (${cols})`));
+      b.appender = await b.duck(() => conn.createAppender(table));
+    } catch (err) {
+      await b.close();
+      throw err;
+    }
     return b;
   }
 
@@ -61,9 +76,25 @@ export class ArchiveBuffer {
     return this.count;
   }
 
+  private closedError(): AdaggError {
+    return new AdaggError(ErrorCode.ArchiveClosed, `archive buffer ${this.table} is closed`);
+  }
+
   private app(): DuckDBAppender {
-    if (!this.appender) throw new Error('ArchiveBuffer: closed');
+    if (this.closed || !this.appender) throw this.closedError();
     return this.appender;
+  }
+
+  /** Runs one DuckDB statement of this buffer, tracked so that close() can wait for it. */
+  private async duck<T>(f: () => Promise<T>): Promise<T> {
+    if (this.closed) throw this.closedError();
+    const p = f();
+    this.inFlight.add(p);
+    try {
+      return await p;
+    } finally {
+      this.inFlight.delete(p);
+    }
   }
 
   /** The clicks of one stream message (`pos`: their index in it). */
@@ -123,11 +154,10 @@ export class ArchiveBuffer {
    */
   async stage(root: string, staging: string, fromSeq: number, toSeq: number, epoch: number): Promise<StagedFile[]> {
     if (this.count === 0) return [];
-    const a = this.app();
-    a.flushSync();
+    this.app().flushSync();
     // Quoted: AT is a keyword in DuckDB's SQL.
     const col = this.unit === 'dlq' ? '"at"' : '"ts"';
-    const hours = (await this.conn.runAndReadAll(`SELECT ${col} // ${HOUR_MS} AS h, count(*) AS n FROM ${this.table} GROUP BY h ORDER BY h`)).getRowObjects();
+    const hours = (await this.duck(() => this.conn.runAndReadAll(`SELECT ${col} // ${HOUR_MS} AS h, count(*) AS n FROM ${this.table} GROUP BY h ORDER BY h`))).getRowObjects();
     await mkdir(staging, { recursive: true });
     const out: StagedFile[] = [];
     for (const row of hours) {
@@ -136,8 +166,10 @@ export class ArchiveBuffer {
       const final = this.unit === 'dlq' ? deadLetterFilePath(root, from, fromSeq, toSeq) : rawFilePath(root, this.unit, from, fromSeq, toSeq);
       const tmp = path.join(staging, `${path.basename(path.dirname(path.dirname(final)))}_${path.basename(path.dirname(final))}_${path.basename(final)}.tmp-${epoch}`);
       const order = this.unit === 'dlq' ? 'seq' : 'seq, pos';
-      await this.conn.run(
-        `COPY (SELECT * FROM ${this.table} WHERE ${col} >= ${from} AND ${col} < ${from + HOUR_MS} ORDER BY ${order}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd)`,
+      await this.duck(() =>
+        this.conn.run(
+          `COPY (SELECT * FROM ${this.table} WHERE ${col} >= ${from} AND ${col} < ${from + HOUR_MS} ORDER BY ${order}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd)`,
+        ),
       );
       await fsyncPath(tmp);
       out.push({ tmp, final, rows: Number(row.n as bigint) });
@@ -148,23 +180,40 @@ export class ArchiveBuffer {
 
   /** Empties the buffer (after its files are committed, or to re-read the range). */
   async clear(): Promise<void> {
-    this.appender?.closeSync();
+    this.app().closeSync();
     this.appender = undefined;
-    await this.conn.run(`DELETE FROM ${this.table}`);
-    this.appender = await this.conn.createAppender(this.table);
+    await this.duck(() => this.conn.run(`DELETE FROM ${this.table}`));
+    this.appender = await this.duck(() => this.conn.createAppender(this.table));
     this.count = 0;
   }
 
-  /** Drops the table and the connection. Idempotent. */
-  async close(): Promise<void> {
-    const a = this.appender;
-    this.appender = undefined;
-    try {
-      a?.closeSync();
-      await this.conn.run(`DROP TABLE IF EXISTS ${this.table}`);
-    } finally {
+  /**
+   * Releases every DuckDB object of the buffer, in order: interrupts a statement in flight and
+   * waits for it, closes the appender, drops the table, closes the connection. Idempotent; never
+   * throws (each step runs even when one before it failed).
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      if (this.inFlight.size > 0) {
+        try {
+          this.conn.interrupt();
+        } catch {
+          // nothing to interrupt any more
+        }
+        await Promise.allSettled([...this.inFlight]);
+      }
+      const a = this.appender;
+      this.appender = undefined;
+      try {
+        a?.closeSync();
+      } catch {
+        // the rows go with the table
+      }
+      await this.conn.run(`DROP TABLE IF EXISTS ${this.table}`).catch(() => undefined);
       this.conn.closeSync();
-    }
+    })();
+    return this.closing;
   }
 }
 

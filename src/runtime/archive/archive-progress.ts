@@ -8,6 +8,7 @@ import { awaitReplicas } from '../redis-replicas.ts';
 import { fsyncPath } from './archive-buffer.ts';
 import { parseFileName } from './layout.ts';
 import { FENCED_STEP_PRELUDE } from '../fenced-step-lua.ts';
+import { takeEpoch } from '../fencing-epoch.ts';
 
 /**
  * An archiver's progress, one fenced atomic step (the archive's analogue of a shard commit):
@@ -56,10 +57,8 @@ export class ArchiveProgress {
   }
 
   /** A new owner epoch: every earlier writer of this unit is fenced from now on. */
-  async acquire(): Promise<number> {
-    const epoch = await this.redis.incr(this.keys.epoch(this.unitId));
-    await awaitReplicas(this.redis, `archiver ${this.unitId}: epoch ${epoch}`);
-    return epoch;
+  acquire(): Promise<number> {
+    return takeEpoch(this.redis, this.keys, this.unitId, `archiver ${this.unitId}`);
   }
 
   async read(): Promise<StoredProgress> {

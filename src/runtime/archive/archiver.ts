@@ -13,6 +13,12 @@
  * A crash before 3 leaves staged files nobody recorded: the next incarnation deletes them and
  * reads the range again. A crash after 3 leaves the recorded pairs: the next incarnation completes
  * the renames. Rows reach a final name only after the step that moved the sequence past them.
+ *
+ * A stop is bounded (`stopMs`): reading stops, one last flush runs, and if Redis or NATS does not
+ * let it finish in time the incarnation gives up, like a crash before 3 (or after it, if the
+ * commit still lands): the next owner recovers. Then its DuckDB buffer is closed (a statement in
+ * flight interrupted and awaited first), and nothing of the incarnation touches DuckDB afterwards,
+ * so a worker thread can end right after (docs/history.md#shutdown).
  */
 import { rm } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -50,7 +56,11 @@ export interface ArchiverDeps {
   root: string;
   flushMs: number;
   fileClicks: number;
+  /** A stop's final flush gives up after this long (ADAGG_ARCHIVE_STOP_MS). @default 5000 */
+  stopMs?: number;
 }
+
+const DEFAULT_STOP_MS = 5000;
 
 /** Progress unit id of an archiver: `a-s3`, `a-hot`, `a-dlq` (its Redis tag and epoch key). */
 export function archiverUnitId(unit: ArchiveUnit): string {
@@ -67,11 +77,47 @@ export class Archiver {
     this.unitId = archiverUnitId(spec.unit);
   }
 
-  /** Runs until `signal` aborts (then flushes what it holds) or something fails (then throws). */
+  /**
+   * Runs until `signal` aborts (then flushes what it holds, within `stopMs`) or something fails
+   * (then throws). A stop during recovery returns at once: nothing is buffered yet.
+   */
   async run(signal: AbortSignal): Promise<void> {
-    const inc = await ArchiverIncarnation.open(this.spec, this.deps, this.unitId);
+    const recovered = await untilAborted(ArchiverIncarnation.recover(this.spec, this.deps, this.unitId, signal), signal);
+    if (!recovered || signal.aborted) return;
+    const inc = await ArchiverIncarnation.open(recovered);
     await inc.run(signal);
   }
+}
+
+/** What recovery hands to an incarnation. */
+interface Recovered {
+  spec: ArchiverSpec;
+  deps: ArchiverDeps;
+  unitId: string;
+  progress: ArchiveProgress;
+  epoch: number;
+  seq: number;
+  feed: ArchiveFeed;
+}
+
+/** `p`'s value, or undefined as soon as `signal` aborts (p then runs on, its failure ignored). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  p.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = (): void => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 class ArchiverIncarnation {
@@ -83,6 +129,8 @@ class ArchiverIncarnation {
   private failure: ((err: unknown) => void) | undefined;
   private timer: TimerHandle | undefined;
   private stopping = false;
+  /** Set once the incarnation ends (or gives up its stop): queued and late steps touch nothing. */
+  private closed = false;
   private readonly staging: string;
   private readonly log: Logger;
 
@@ -102,11 +150,16 @@ class ArchiverIncarnation {
     this.log = deps.log.child({ archiver: unitId, epoch });
   }
 
-  /** Takes a new epoch, then recovers: finish recorded renames, drop unrecorded staged files. */
-  static async open(spec: ArchiverSpec, deps: ArchiverDeps, unitId: string): Promise<ArchiverIncarnation> {
+  /**
+   * Takes a new epoch, then recovers: finish recorded renames, drop unrecorded staged files. Only
+   * Redis, NATS and files: no DuckDB. Stops early (undefined) once `signal` aborted, so a recovery
+   * its stop gave up on changes nothing more.
+   */
+  static async recover(spec: ArchiverSpec, deps: ArchiverDeps, unitId: string, signal: AbortSignal): Promise<Recovered | undefined> {
     const progress = new ArchiveProgress(deps.redis, deps.keys, unitId);
     const epoch = await progress.acquire();
     const stored = await progress.read();
+    if (signal.aborted) return undefined;
     let seq = stored.seq;
     const missing = await completeRenames(stored.pending);
     if (missing.length > 0) {
@@ -116,10 +169,12 @@ class ArchiverIncarnation {
         { code: ErrorCode.ArchiveFileMissing, archiver: unitId, missing: missing.map((p) => p[1]), rearchiveFrom: from },
         'archive file missing: archiving its range again',
       );
+      if (signal.aborted) return undefined;
       await removeFinals(stored.pending);
       seq = from - 1;
       await progress.commit(epoch, { seq, pending: [], rows: 0, files: 0, rewind: true });
     }
+    if (signal.aborted) return undefined;
     const cleared = await clearStaging(stagingDir(deps.root, unitId));
     if (cleared > 0) deps.log.info({ archiver: unitId, files: cleared }, 'archiver removed unrecorded staged files');
     const feed = new ArchiveFeed(deps.nc, spec.stream, spec.filter);
@@ -131,12 +186,18 @@ class ArchiverIncarnation {
       );
       deps.events.emit('archive', { unit: unitId, seq, pending: -1, gap: true });
     }
-    const buffer = await ArchiveBuffer.open(spec.unit, unitId);
-    return new ArchiverIncarnation(spec, deps, unitId, progress, epoch, seq, buffer, feed);
+    return { spec, deps, unitId, progress, epoch, seq, feed };
+  }
+
+  /** The incarnation, with its own DuckDB buffer (local: never abandoned half-open). */
+  static async open(r: Recovered): Promise<ArchiverIncarnation> {
+    const buffer = await ArchiveBuffer.open(r.spec.unit, r.unitId);
+    return new ArchiverIncarnation(r.spec, r.deps, r.unitId, r.progress, r.epoch, r.seq, buffer, r.feed);
   }
 
   async run(signal: AbortSignal): Promise<void> {
     const failed = new Promise<never>((_, reject) => (this.failure = reject));
+    let stopBy: number | undefined;
     failed.catch(() => undefined);
     const stopped = new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
@@ -151,22 +212,50 @@ class ArchiverIncarnation {
       );
       this.schedule();
       await Promise.race([stopped, failed]);
-      // Stopping: no more messages, then one last flush, so a clean stop leaves no staged file.
+      // Stopping: no more messages, then one last flush, so a clean stop leaves no staged file;
+      // within the bound, or the next owner recovers (as after a crash).
       this.stopping = true;
       if (this.timer) this.deps.clock.clearTimeout(this.timer);
-      await this.feed.stop();
-      await Promise.race([this.serial(() => this.flush()), failed]);
+      const stopMs = this.deps.stopMs ?? DEFAULT_STOP_MS;
+      stopBy = this.deps.clock.now() + stopMs;
+      const done = await this.within(
+        (async () => {
+          await this.feed.stop();
+          await Promise.race([this.serial(() => this.flush()), failed]);
+        })(),
+        stopMs,
+      );
+      if (!done) {
+        this.log.warn({ stopMs, committedSeq: this.committedSeq, rows: this.buffer.rows }, 'archiver stop gave up its final flush: the next owner archives the range');
+      }
     } finally {
+      this.closed = true;
       if (this.timer) this.deps.clock.clearTimeout(this.timer);
-      await this.feed.stop().catch(() => undefined);
-      await this.buffer.close().catch(() => undefined);
+      // Within the same bound: the read loop may wait behind a step stuck on Redis (that step then
+      // finds the incarnation closed and stops).
+      stopBy ??= this.deps.clock.now() + (this.deps.stopMs ?? DEFAULT_STOP_MS);
+      await this.within(this.feed.stop(), Math.max(0, stopBy - this.deps.clock.now()));
+      await this.buffer.close();
       this.deps.events.emit('archive', { unit: this.unitId, seq: -1, pending: -1, stopped: true });
     }
   }
 
-  /** Runs `f` after everything queued before it; a failure fails the incarnation. */
+  /** Whether `p` settled within `ms` (its failure propagates; after the bound it is ignored). */
+  private within(p: Promise<unknown>, ms: number): Promise<boolean> {
+    p.catch(() => undefined);
+    let timer: TimerHandle | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = this.deps.clock.setTimeout(() => resolve(false), ms)));
+    return Promise.race([p.then(() => true), late]).finally(() => {
+      if (timer) this.deps.clock.clearTimeout(timer);
+    });
+  }
+
+  /**
+   * Runs `f` after everything queued before it; a failure fails the incarnation. Once the
+   * incarnation is closed, queued steps are skipped.
+   */
   private serial(f: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(f);
+    const next = this.chain.then(() => (this.closed ? undefined : f()));
     // Once a step failed the chain stays rejected: nothing after it runs, every later call rejects.
     this.chain = next.catch((err: unknown) => {
       this.failure?.(err);
@@ -219,7 +308,7 @@ class ArchiverIncarnation {
     const t0 = performance.now();
     this.lastFlushAt = this.deps.clock.now();
     const seq = Math.max(this.lastSeq, await this.feed.covered());
-    if (seq <= this.committedSeq) return;
+    if (seq <= this.committedSeq || this.closed) return;
     const from = this.committedSeq + 1;
     const staged = await this.buffer.stage(this.deps.root, this.staging, from, seq, this.epoch);
     const pending = staged.map((f) => [f.tmp, f.final] as [string, string]);
@@ -232,8 +321,12 @@ class ArchiverIncarnation {
       if ((err as AdaggError).code === ErrorCode.Fenced) await Promise.all(staged.map((f) => rm(f.tmp, { force: true }))).catch(() => undefined);
       throw err;
     }
+    // A stop gave up on this flush while it waited: renames and clearing are the next owner's
+    // (the buffer is closed by now).
+    if (this.closed) return;
     const missing = await completeRenames(pending);
     if (missing.length > 0) throw new AdaggError(ErrorCode.ArchiveFileMissing, `archiver ${this.unitId}: staged files vanished before their rename`, { details: { missing } });
+    if (this.closed) return;
     await this.buffer.clear();
     this.committedSeq = seq;
     this.lastSeq = seq;

@@ -23,11 +23,17 @@ export function archiveRoot(o: Pick<CompiledOptions, 'archiveDir'>): string {
 /**
  * Starts the archivers of `shard` (when ADAGG_ARCHIVE is on), each under its own supervisor that
  * restarts it from its committed sequence and stops it for good once fenced (a newer owner took
- * the unit, as for shard actors). Returns the supervisors; closing one flushes and stops it.
+ * the unit, as for shard actors). Returns the supervisors; closing one flushes and stops it (within
+ * `archiveStopMs`) and closes its DuckDB objects.
  */
-export function startArchivers(shard: number, topo: Topology, o: Pick<CompiledOptions, 'archive' | 'archiveDir' | 'archiveFlushMs' | 'archiveFileClicks'>, deps: Omit<ArchiverDeps, 'root' | 'flushMs' | 'fileClicks'>): Supervisor[] {
+export function startArchivers(
+  shard: number,
+  topo: Topology,
+  o: Pick<CompiledOptions, 'archive' | 'archiveDir' | 'archiveFlushMs' | 'archiveFileClicks' | 'archiveStopMs'>,
+  deps: Omit<ArchiverDeps, 'root' | 'flushMs' | 'fileClicks' | 'stopMs'>,
+): Supervisor[] {
   if (o.archive !== 'on') return [];
-  const full: ArchiverDeps = { ...deps, root: archiveRoot(o), flushMs: o.archiveFlushMs, fileClicks: o.archiveFileClicks };
+  const full: ArchiverDeps = { ...deps, root: archiveRoot(o), flushMs: o.archiveFlushMs, fileClicks: o.archiveFileClicks, stopMs: o.archiveStopMs };
   return archiverSpecs(shard, topo).map((spec) => {
     const a = new Archiver(spec, full);
     const sup = new Supervisor(`archiver-${a.unitId}`, (signal) => a.run(signal), deps.clock, deps.log, {
