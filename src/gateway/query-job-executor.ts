@@ -1,28 +1,32 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
-import type { Click } from '../model/click.ts';
-import type { ShardActorConfig } from '../model/shard-config.ts';
 import { adKey } from '../model/hot-messages.ts';
 import { shardOf } from '../model/partition.ts';
-import { isoOf, MINUTE_MS, minuteStartMs } from '../model/time.ts';
+import { isoOf, minuteStartMs } from '../model/time.ts';
 import { topN } from '../model/top-n.ts';
+import type { ArchiveQuerySource } from '../runtime/archive/archive-query-source.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { RawBatch, RawScanRequest, RawScanResult, scanRawClicks } from '../runtime/raw-scan.ts';
-import type { ShardBehaviour, ShardBehaviourFactory } from '../runtime/shard-behaviour.ts';
+import type { ShardBehaviourFactory } from '../runtime/shard-behaviour.ts';
 import type { Topology } from '../runtime/topology.ts';
-import { clickMatcher, jobAdId, type QueryJobSpec } from './query-job-request.ts';
+import { readArchiveSide, tailStartMs, type JobArchiveSide } from './query-job-archive.ts';
+import { JobCounts } from './query-job-counts.ts';
+import { jobAdId, type QueryJobSpec } from './query-job-request.ts';
 import type { QueryJobRun } from './query-job-scheduler.ts';
 import type { AdCountJobResult, JobMinuteCount, PopularJobResult, QueryJobResult } from './query-job-view.ts';
 
 /**
- * Executes a query job by a bounded scan of the raw clicks stream.
+ * Executes a query job by a bounded scan of the raw clicks stream, and, when the raw archive is
+ * on, by DuckDB SQL over the archive for everything the archivers already wrote
+ * (query-job-archive.ts): then only the stream tail after each archiver unit's cut is scanned.
  *
  * A click of event minute m is stored at most the correction horizon after m and at most
  * `maxFutureMs` before it, so the clicks of [from, to) are all among the messages stored in
  * [from − maxFutureMs, to + correctionHorizonMs]. Matching clicks go through a private ShardActor per
- * shard (click_id dedupe and minute windows are the production code), configured so that no minute
- * closes during the scan; the result is built from its queryAd / queryTop like a synchronous query.
+ * shard (query-job-counts.ts: click_id dedupe and minute windows are the production code),
+ * configured so that no minute closes during the scan; the result is built from its queryAd /
+ * queryTop like a synchronous query, plus the archive's counts.
  */
 
 export interface QueryJobExecutorOptions {
@@ -50,117 +54,16 @@ export interface QueryJobExecutorDeps {
   actors: Pick<ShardBehaviourFactory, 'create'>;
   clock: Clock;
   scan: typeof scanRawClicks;
+  /** The raw archive (ADAGG_ARCHIVE on): archived messages are counted from it, only the tail is scanned. */
+  archive?: ArchiveQuerySource | undefined;
 }
 
-/** Far beyond any range: the scan's actors never close a minute or expire a dedupe id. */
-const NEVER_MS = 100 * 365 * 24 * 3600_000;
+/** Ranges longer than this list only the minutes with clicks in an aggregated_count result (see adCountResult). */
+export const DENSE_MINUTES = 1440;
 
-/** One job's private shard actors and what it counts: clicks of [from, to) that match its filter. */
-class JobCounts {
-  readonly fromMs: number;
-  readonly toMs: number;
-  private readonly actors = new Map<number, ShardBehaviour>();
-  private readonly matches: (c: Click) => boolean;
-  private matched = 0;
-  /** Distinct (ad, minute) rows held; only tracked for popular_ads (one ad's rows are bounded by the range). */
-  private readonly rows: Set<string> | undefined;
+type ScanWindow = Pick<RawScanRequest, 'startMs' | 'endMs' | 'maxMessages' | 'maxClicks' | 'maxBytes' | 'signal'>;
 
-  constructor(
-    private readonly spec: QueryJobSpec,
-    private readonly run: QueryJobRun,
-    private readonly deps: QueryJobExecutorDeps,
-    private readonly limits: Pick<QueryJobExecutorOptions, 'maxMatchedClicks' | 'maxResultRows'>,
-  ) {
-    this.rows = spec.kind === 'popular_ads' ? new Set() : undefined;
-    this.fromMs = minuteStartMs(spec.fromMinute);
-    this.toMs = minuteStartMs(spec.toMinute);
-    this.matches = clickMatcher(spec.kind === 'aggregated_count' ? { ...spec.filter, ad_id: spec.adId } : spec.filter);
-  }
-
-  /**
-   * Counts a batch's matching clicks in the shard's actor, at stream sequence `seq` (default: the
-   * one after the actor's last, for batches read after its own subject).
-   */
-  async apply(shard: number, clicks: readonly Click[], seq?: number): Promise<void> {
-    const kept = clicks.filter((c) => c.ts >= this.fromMs && c.ts < this.toMs && this.matches(c));
-    this.run.matched(kept.length);
-    if (kept.length === 0) return;
-    this.checkBounds(kept);
-    const a = this.actor(shard);
-    await a.applyBatch(seq ?? a.lastSeq + 1, kept);
-  }
-
-  /**
-   * The job's memory grows with the clicks it counts (their dedupe ids) and the rows it holds:
-   * both are bounded, and the job fails with ADAGG_E_SCAN_LIMIT before exceeding either.
-   */
-  private checkBounds(kept: readonly Click[]): void {
-    this.matched += kept.length;
-    if (this.matched > this.limits.maxMatchedClicks) {
-      throw new AdaggError(
-        ErrorCode.ScanLimit,
-        `more than ${this.limits.maxMatchedClicks} clicks match the job (ADAGG_JOB_MAX_MATCHED_CLICKS); narrow the range or the filter`,
-        { details: { limit: 'matched_clicks', maxMatchedClicks: this.limits.maxMatchedClicks } },
-      );
-    }
-    if (!this.rows) return;
-    for (const c of kept) this.rows.add(`${Math.floor(c.ts / MINUTE_MS)} ${c.ad_id}`);
-    if (this.rows.size > this.limits.maxResultRows) {
-      throw new AdaggError(
-        ErrorCode.ScanLimit,
-        `the job would hold more than ${this.limits.maxResultRows} (ad, minute) counts (ADAGG_JOB_MAX_RESULT_ROWS); narrow the range or the filter`,
-        { details: { limit: 'result_rows', maxResultRows: this.limits.maxResultRows } },
-      );
-    }
-  }
-
-  /** Throws if a minute of the range closed (the scan's actors are configured so that none does). */
-  checkOpen(): void {
-    for (const a of this.actors.values()) {
-      if (a.closedThrough >= this.spec.fromMinute) throw new AdaggError(ErrorCode.Internal, 'query job: a minute of the range closed during the scan');
-    }
-  }
-
-  /** Per-minute counts of the ad in its shard's actor. */
-  adMinutes(shard: number, adId: string): Map<number, number> {
-    const reply = this.actors.get(shard)?.queryAd({ adId, fromMinute: this.spec.fromMinute, toMinute: this.spec.toMinute });
-    return new Map(reply?.minutes ?? []);
-  }
-
-  /** Each ad's count over the range, summed across the shards' actors. */
-  totals(): Map<string, number> {
-    const totals = new Map<string, number>();
-    for (const a of this.actors.values()) {
-      const r = a.queryTop({ fromMinute: this.spec.fromMinute, toMinute: this.spec.toMinute });
-      for (let i = 0; i + 1 < r.counts.length; i += 2) {
-        const ad = r.counts[i] as string;
-        totals.set(ad, (totals.get(ad) ?? 0) + (r.counts[i + 1] as number));
-      }
-    }
-    return totals;
-  }
-
-  private actor(shard: number): ShardBehaviour {
-    let a = this.actors.get(shard);
-    if (a) return a;
-    const config: ShardActorConfig = {
-      shard,
-      dimensions: [],
-      // Watermark = max event time − lateness stays below `from`: no minute of the range closes.
-      allowedLatenessMs: this.toMs - this.fromMs + MINUTE_MS,
-      idleTimeoutMs: NEVER_MS,
-      retentionMs: NEVER_MS,
-    };
-    a = this.deps.actors.create(config, {
-      clock: this.deps.clock,
-      readClosed: () => Promise.reject(new AdaggError(ErrorCode.Internal, 'query job: a minute closed during the scan')),
-    });
-    this.actors.set(shard, a);
-    return a;
-  }
-}
-
-/** Runs query jobs (the scheduler's {@link QueryJobRun}s) against the raw clicks stream. */
+/** Runs query jobs (the scheduler's {@link QueryJobRun}s) against the raw clicks stream and the archive. */
 export class QueryJobExecutor {
   constructor(
     private readonly nc: NatsConnection,
@@ -172,9 +75,19 @@ export class QueryJobExecutor {
   /** Scans, counts and builds the result; throws ADAGG_E_SCAN_LIMIT when the window holds too many messages. */
   async execute(run: QueryJobRun): Promise<QueryJobResult> {
     const spec = run.spec;
-    const counts = new JobCounts(spec, run, this.deps, this.opts);
     const adId = jobAdId(spec);
-    const window: Pick<RawScanRequest, 'startMs' | 'endMs' | 'maxMessages' | 'maxClicks' | 'maxBytes' | 'signal'> = {
+    const shard = adId === undefined ? undefined : shardOf(adId, this.opts.shards);
+    const archive = this.deps.archive
+      ? await readArchiveSide(this.deps.archive, spec, {
+          shards: shard === undefined ? Array.from({ length: this.opts.shards }, (_, s) => s) : [shard],
+          adId,
+          maxResultRows: this.opts.maxResultRows,
+          signal: run.signal,
+        })
+      : undefined;
+    if (archive) run.archived({ files: archive.query.rawFiles.length, clicks: archive.rows.reduce((n, r) => n + r.clicks, 0) });
+    const counts = new JobCounts(spec, run, this.deps, this.opts, { hold: archive !== undefined });
+    const window: ScanWindow = {
       startMs: counts.fromMs - this.opts.maxFutureMs - this.opts.scanSlackMs,
       endMs: counts.toMs + this.opts.correctionHorizonMs + this.opts.scanSlackMs,
       maxMessages: this.opts.maxScanMessages,
@@ -182,34 +95,68 @@ export class QueryJobExecutor {
       maxBytes: this.opts.maxScanBytes,
       signal: run.signal,
     };
+    /** A message at or below its unit's cut is counted from the archive. */
+    const archived = (b: RawBatch, unit: number | 'hot'): boolean => {
+      if (!archive) return false;
+      return b.seq <= (unit === 'hot' ? archive.cuts.hot : (archive.cuts.shards.get(unit) ?? 0));
+    };
     const res = await this.deps.scan(
       this.nc,
       this.topo,
       // Every ad: one scan of the whole stream, hot ads' child subjects included (in stream order,
       // so a forwarded copy of a click meets its original in the same actor's dedupe).
-      adId === undefined
-        ? { ...window, subject: this.topo.streamSubjects, onProgress: (p) => run.progress(p) }
-        : { ...window, shard: shardOf(adId, this.opts.shards), onProgress: (p) => run.progress(p) },
+      shard === undefined
+        ? { ...(await this.tailWindow(window, archive, 'all')), subject: this.topo.streamSubjects, onProgress: (p) => run.progress(p) }
+        : { ...(await this.tailWindow(window, archive, shard)), shard, onProgress: (p) => run.progress(p) },
       // Per shard, like production: the same click_id on ads of two shards is two clicks there too.
-      (b) => counts.apply(this.shardOfBatch(b), b.clicks, b.seq),
+      (b) => {
+        const s = this.shardOfBatch(b);
+        if (archived(b, shard !== undefined || b.shard >= 0 ? s : 'hot')) return;
+        return counts.apply(s, b.clicks, b.seq);
+      },
     );
     // A named ad that was split: its clicks that went straight to child subjects, after the shard's
     // (copies of forwarded clicks are dropped by click_id; sequences continue the actor's own).
     run.progress(res);
     if (res.stopped === 'limit') throw this.limitError(res);
-    if (adId !== undefined && (await this.hotMessages(adId))) {
-      const shard = shardOf(adId, this.opts.shards);
+    if (adId !== undefined && shard !== undefined && (await this.hotMessages(adId))) {
       // The hot subjects get what the main scan left of the click and byte budgets.
       const left = {
-        ...window,
+        ...(await this.tailWindow(window, archive, 'hot')),
         maxClicks: Math.max(0, this.opts.maxScanClicks - res.scannedClicks),
         maxBytes: Math.max(0, this.opts.maxScanBytes - (res.scannedBytes ?? 0)),
       };
-      const hot = await this.deps.scan(this.nc, this.topo, { ...left, shard, subject: this.topo.hotSubjectsOf(adKey(adId)) }, (b) => counts.apply(shard, b.clicks));
+      const hot = await this.deps.scan(this.nc, this.topo, { ...left, shard, subject: this.topo.hotSubjectsOf(adKey(adId)) }, (b) =>
+        archived(b, 'hot') ? undefined : counts.apply(shard, b.clicks),
+      );
       if (hot.stopped === 'limit') throw this.limitError(hot);
     }
+    if (archive) await counts.release(await this.deps.archive!.archivedPairs(archive.query, counts.heldPairs(), run.signal));
     counts.checkOpen();
-    return spec.kind === 'aggregated_count' ? this.adCountResult(spec, counts, run.startedAt) : this.popularResult(spec.count, counts);
+    return spec.kind === 'aggregated_count' ? this.adCountResult(spec, counts, run.startedAt, archive) : this.popularResult(spec.count, counts, archive);
+  }
+
+  /**
+   * The scan window, starting no earlier than needed to read the messages after the cuts of the
+   * units read (one shard's subject, the hot subjects, or all): from the earliest store time of a
+   * unit's first message past its cut, less the slack. The whole window without the archive.
+   */
+  private async tailWindow(window: ScanWindow, archive: JobArchiveSide | undefined, units: number | 'hot' | 'all'): Promise<ScanWindow> {
+    if (!archive) return window;
+    const now = this.deps.clock.now();
+    const cuts: Array<[string, number]> =
+      units === 'hot'
+        ? [[this.topo.hotSubjects, archive.cuts.hot]]
+        : units === 'all'
+          ? [...[...archive.cuts.shards].map(([s, cut]): [string, number] => [this.topo.clickSubject(s), cut]), [this.topo.hotSubjects, archive.cuts.hot]]
+          : [[this.topo.clickSubject(units), archive.cuts.shards.get(units) ?? 0]];
+    let start = Infinity;
+    for (const [subject, cut] of cuts) {
+      const t = await tailStartMs(this.nc, this.topo.clicksStream, subject, cut, now);
+      if (t === undefined) return window;
+      start = Math.min(start, t);
+    }
+    return { ...window, startMs: Math.max(window.startMs, start - this.opts.scanSlackMs) };
   }
 
   private limitError(res: RawScanResult): AdaggError {
@@ -232,22 +179,40 @@ export class QueryJobExecutor {
     return b.clicks.length > 0 ? shardOf(b.clicks[0]!.ad_id, this.opts.shards) : 0;
   }
 
-  private adCountResult(spec: Extract<QueryJobSpec, { kind: 'aggregated_count' }>, counts: JobCounts, startedAt: number): AdCountJobResult {
+  /**
+   * The ad's minutes: every minute of the range (as the REST query), or, for a range longer than
+   * {@link DENSE_MINUTES} (only possible over the archive), only the minutes with clicks.
+   */
+  private adCountResult(spec: Extract<QueryJobSpec, { kind: 'aggregated_count' }>, counts: JobCounts, startedAt: number, archive: JobArchiveSide | undefined): AdCountJobResult {
     const adId = spec.adId;
     const held = counts.adMinutes(shardOf(adId, this.opts.shards), adId);
+    for (const r of archive?.rows ?? []) {
+      if (r.adId === adId && r.minute !== undefined) held.set(r.minute, (held.get(r.minute) ?? 0) + r.clicks);
+    }
     const minutes: JobMinuteCount[] = [];
     let count = 0;
-    for (let m = spec.fromMinute; m < spec.toMinute; m++) {
-      const n = held.get(m) ?? 0;
-      count += n;
-      // A minute is final once it had ended when the scan started (the actors' `final` means closed).
-      minutes.push({ minute: isoOf(minuteStartMs(m)), count: n, final: minuteStartMs(m + 1) <= startedAt });
+    // A minute is final once it had ended when the scan started (the actors' `final` means closed).
+    const entry = (m: number, n: number): JobMinuteCount => ({ minute: isoOf(minuteStartMs(m)), count: n, final: minuteStartMs(m + 1) <= startedAt });
+    if (spec.toMinute - spec.fromMinute <= DENSE_MINUTES) {
+      for (let m = spec.fromMinute; m < spec.toMinute; m++) {
+        const n = held.get(m) ?? 0;
+        count += n;
+        minutes.push(entry(m, n));
+      }
+    } else {
+      for (const [m, n] of [...held].sort((a, b) => a[0] - b[0])) {
+        if (n <= 0 || m < spec.fromMinute || m >= spec.toMinute) continue;
+        count += n;
+        minutes.push(entry(m, n));
+      }
     }
     return { ad_id: adId, from: isoOf(counts.fromMs), to: isoOf(counts.toMs), count, minutes };
   }
 
-  private popularResult(n: number, counts: JobCounts): PopularJobResult {
-    return { from: isoOf(counts.fromMs), to: isoOf(counts.toMs), ads: topN(counts.totals(), n) };
+  private popularResult(n: number, counts: JobCounts, archive: JobArchiveSide | undefined): PopularJobResult {
+    const totals = counts.totals();
+    for (const r of archive?.rows ?? []) totals.set(r.adId, (totals.get(r.adId) ?? 0) + r.clicks);
+    return { from: isoOf(counts.fromMs), to: isoOf(counts.toMs), ads: topN(totals, n) };
   }
 
   /** Whether any message is stored on the ad's hot child subjects (it was split within retention). */

@@ -130,7 +130,8 @@ export function parseQueryJobRequest(body: unknown, limits: QueryJobLimits): Que
   if (toMinute - fromMinute > limits.maxRangeMinutes) {
     throw new AdaggError(
       ErrorCode.RangeTooLarge,
-      `range of ${toMinute - fromMinute} minutes exceeds ${limits.maxRangeMinutes} (maxRangeMinutes of query jobs)`,
+      `range of ${toMinute - fromMinute} minutes exceeds ${limits.maxRangeMinutes}, the longest query job range (24 h over the raw stream; ADAGG_JOB_MAX_ARCHIVE_RANGE_DAYS with the raw archive on)`,
+      { details: { maxRangeMinutes: limits.maxRangeMinutes } },
     );
   }
   const filter = parseFilter(body.filter, kind);

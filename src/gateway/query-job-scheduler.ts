@@ -18,6 +18,8 @@ export interface QueryJobRun {
   progress(p: RawScanProgress): void;
   /** `n` more clicks matched the range and filter. */
   matched(n: number): void;
+  /** What the archive side read: its files, and the clicks it counted (after dedupe). */
+  archived(p: { files: number; clicks: number }): void;
 }
 
 /** Computes a job's result (src/gateway/query-job-executor.ts). */
@@ -95,6 +97,7 @@ export class QueryJobScheduler {
       status: 'queued',
       scan: { scannedMessages: 0, totalMessages: 0, scannedClicks: 0 },
       matched: 0,
+      archive: undefined,
       result: null,
       error: null,
       createdAt: now,
@@ -232,6 +235,7 @@ export class QueryJobScheduler {
         signal: job.abort.signal,
         progress: (p) => void (job.scan = { scannedMessages: p.scannedMessages, totalMessages: p.totalMessages, scannedClicks: p.scannedClicks }),
         matched: (n) => void (job.matched += n),
+        archived: (p) => void (job.archive = { files: p.files, clicks: p.clicks }),
       });
       if (job.finishedAt !== null) return;
       job.result = result;

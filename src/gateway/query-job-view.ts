@@ -39,8 +39,12 @@ export interface QueryJobProgress {
   scanned_messages: number;
   total_messages: number;
   scanned_clicks: number;
-  /** Clicks in [from, to) matching the filter, before click_id dedupe. */
+  /** Clicks read from the stream (only its tail when the archive is on) in [from, to) matching the filter, before click_id dedupe. */
   matched_clicks: number;
+  /** Raw archive files read (only with the archive on). */
+  archive_files?: number;
+  /** Clicks counted from the archive, after dedupe and filter (only with the archive on). */
+  archive_clicks?: number;
   /** 0..1; 1 once done. */
   fraction: number;
 }
@@ -75,6 +79,8 @@ export interface QueryJobRecord {
   status: QueryJobStatus;
   scan: RawScanProgress;
   matched: number;
+  /** What the archive side read (query-job-archive.ts); undefined until it has (never with the archive off). */
+  archive: { files: number; clicks: number } | undefined;
   result: QueryJobResult | null;
   error: JobError | null;
   readonly createdAt: number;
@@ -101,6 +107,7 @@ export function summaryOf(j: QueryJobRecord): QueryJobSummary {
       total_messages: j.scan.totalMessages,
       scanned_clicks: j.scan.scannedClicks,
       matched_clicks: j.matched,
+      ...(j.archive ? { archive_files: j.archive.files, archive_clicks: j.archive.clicks } : {}),
       fraction: fraction(j),
     },
     created_at: isoOf(j.createdAt),
