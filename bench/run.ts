@@ -28,6 +28,7 @@ import { runRisk, type RiskResult } from './scenarios/risk.ts';
 import { riskRows, writeRiskReport } from './lib/risk-report.ts';
 import { runHistory, type HistoryResult } from './scenarios/history.ts';
 import { historyRows, writeHistoryReport } from './lib/history-report.ts';
+import { recomputeRows, runRecompute, writeRecomputeReport, type RecomputeResult } from './scenarios/recompute.ts';
 import { topology } from '../src/runtime/topology.ts';
 
 const argv = process.argv.slice(2);
@@ -35,7 +36,7 @@ const cfg = parseConfig(argv);
 if (cfg.serviceRoot) setServiceRoot(cfg.serviceRoot);
 // soak, restart, risk and history write their own files (soak-*.json/svg, soak.md; restart.json/md;
 // risk.json/md; history.json/md); alone, they leave latest.* untouched.
-const soakOnly = [...cfg.only].every((s) => s === 'soak' || s === 'restart' || s === 'risk' || s === 'history');
+const soakOnly = [...cfg.only].every((s) => s === 'soak' || s === 'restart' || s === 'risk' || s === 'history' || s === 'recompute');
 const command =
   process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
@@ -90,6 +91,7 @@ let soak: SoakResult | undefined;
 let restart: RestartResult | undefined;
 let risk: RiskResult | undefined;
 let history: HistoryResult | undefined;
+let recomputeResult: RecomputeResult | undefined;
 
 try {
   if (cfg.only.has('pipeline') || cfg.only.has('memory')) {
@@ -131,6 +133,7 @@ try {
   if (cfg.only.has('restart')) restart = await attempt('restart', () => runRestart(ctx, cfg.restartIds));
   if (cfg.only.has('risk')) risk = await attempt('risk', () => runRisk(ctx));
   if (cfg.only.has('history')) history = await attempt('history', () => runHistory(ctx));
+  if (cfg.only.has('recompute')) recomputeResult = await attempt('recompute', () => runRecompute(ctx));
 } finally {
   progress.stop();
   await servers.stop();
@@ -145,6 +148,7 @@ if (recovery) rows.push(...recoveryRows(recovery));
 if (cfg.only.has('memory')) rows.push(...memoryRows(runs, dedup));
 if (risk) rows.push(...riskRows(risk));
 if (history) rows.push(...historyRows(history));
+if (recomputeResult) rows.push(...recomputeRows(recomputeResult));
 // Scenario order (failure rows were added when they happened); within a scenario, figures first.
 const order = (r: Row): number => {
   const i = (SCENARIOS as readonly string[]).indexOf(r.scenario);
@@ -178,6 +182,7 @@ if (failedRun) data.pipelineFailedRun = failedRun;
 Object.assign(data, { pipeline: runs.map((r) => ({ ...r, samples: r === m ? r.samples : undefined })), transport, naive, latency, http, recovery, dedup });
 const restartFiles = restart ? await writeRestartReport(cfg.outDir, restart, { command, versions: v, serviceEnv: cfg.serviceEnv }) : [];
 if (risk) restartFiles.push(...(await writeRiskReport(cfg.outDir, risk, { command, versions: { ...v }, shards: cfg.shards })));
+if (recomputeResult) restartFiles.push(...(await writeRecomputeReport(cfg.outDir, recomputeResult, { command, versions: { ...v }, shards: cfg.shards, quick: cfg.quick })));
 if (history) restartFiles.push(...(await writeHistoryReport(cfg.outDir, history, { command, versions: { ...v }, shards: cfg.shards, quick: cfg.quick, dayClicks: cfg.historyDayClicks })));
 if (soakOnly) {
   console.log(`\n${markdownTable(rows)}\n`);

@@ -9,7 +9,7 @@ import type { WorkloadSpec } from './workload.ts';
 /** The default (full) run. */
 export const SCENARIOS = ['pipeline', 'transport', 'naive', 'latency', 'http', 'recovery', 'memory'] as const;
 /** Scenarios that run only when named (`npm run bench -- soak` or `--only soak`); each writes its own report. */
-export const EXTRA_SCENARIOS = ['soak', 'restart', 'risk', 'history'] as const;
+export const EXTRA_SCENARIOS = ['soak', 'restart', 'risk', 'history', 'recompute'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number] | (typeof EXTRA_SCENARIOS)[number];
 const KNOWN: readonly string[] = [...SCENARIOS, ...EXTRA_SCENARIOS];
 

@@ -36,11 +36,34 @@ export interface ReconcileTarget {
   day: string;
 }
 
-export async function reconcileInChild(ctx: Ctx, t: ReconcileTarget, heapMb: number | null, phase: string): Promise<ReconcileRun> {
-  ctx.progress.set({ phase, sent: 0, done: undefined, note: heapMb ? `heap ${heapMb} MiB` : 'default heap' });
+export function reconcileInChild(ctx: Ctx, t: ReconcileTarget, heapMb: number | null, phase: string): Promise<ReconcileRun> {
+  return runBenchChild<ReconcileRun>(ctx, { script: 'bench/lib/history-reconcile-child.ts', envName: 'HISTORY_RECONCILE', input: t, heapMb, phase, linePrefix: 'reconcile child:' });
+}
+
+/** What a bench child failed with: the fields every child result has. */
+export interface ChildRun {
+  ok: boolean;
+  ms: number;
+  peakRss: number;
+  heapLimit: number;
+  heapMb: number | null;
+  phases: Array<{ phase: string; atMs: number }>;
+  error?: string;
+}
+
+/**
+ * Runs a bench child script (`node --import tsx <script>`, input as JSON in env `envName`), shows
+ * its `linePrefix` progress lines and its RSS while it runs, and returns the JSON of its last
+ * stdout line, or on failure the exit status, the end of stderr and the highest RSS seen.
+ */
+export async function runBenchChild<T extends ChildRun>(
+  ctx: Ctx,
+  c: { script: string; envName: string; input: unknown; heapMb: number | null; phase: string; linePrefix: string },
+): Promise<T> {
+  ctx.progress.set({ phase: c.phase, sent: 0, done: undefined, note: c.heapMb ? `heap ${c.heapMb} MiB` : 'default heap' });
   const root = path.resolve(import.meta.dirname, '../..');
-  const args = [...(heapMb ? [`--max-old-space-size=${heapMb}`] : []), '--import', 'tsx', 'bench/lib/history-reconcile-child.ts'];
-  const env: Record<string, string | undefined> = { ...process.env, HISTORY_RECONCILE: JSON.stringify(t) };
+  const args = [...(c.heapMb ? [`--max-old-space-size=${c.heapMb}`] : []), '--import', 'tsx', c.script];
+  const env: Record<string, string | undefined> = { ...process.env, [c.envName]: JSON.stringify(c.input) };
   delete env.NODE_OPTIONS;
   const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -48,7 +71,7 @@ export async function reconcileInChild(ctx: Ctx, t: ReconcileTarget, heapMb: num
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => {
     err = (err + d.toString()).slice(-8000);
-    for (const line of d.toString().split('\n')) if (line.startsWith('reconcile child:')) ctx.progress.log(`  ${line}`);
+    for (const line of d.toString().split('\n')) if (line.startsWith(c.linePrefix)) ctx.progress.log(`  ${line}`);
   });
   const t0 = Date.now();
   let seen = 0;
@@ -63,9 +86,15 @@ export async function reconcileInChild(ctx: Ctx, t: ReconcileTarget, heapMb: num
   }
   const { code, signal } = await done;
   const line = out.trim().split('\n').pop() ?? '';
-  if (code === 0 && line.startsWith('{')) {
-    const j = JSON.parse(line) as Omit<ReconcileRun, 'heapMb'>;
-    return { ...j, heapMb };
-  }
-  return { ok: false, ms: Date.now() - t0, peakRss: seen, heapLimit: NaN, heapMb, phases: [], error: `exit ${code ?? signal}: ${err.split('\n').filter(Boolean).slice(-6).join(' | ').slice(-1500)}` };
+  if (code === 0 && line.startsWith('{')) return { ...(JSON.parse(line) as Omit<T, 'heapMb'>), heapMb: c.heapMb } as T;
+  const failed: ChildRun = {
+    ok: false,
+    ms: Date.now() - t0,
+    peakRss: seen,
+    heapLimit: NaN,
+    heapMb: c.heapMb,
+    phases: [],
+    error: `exit ${code ?? signal}: ${err.split('\n').filter(Boolean).slice(-6).join(' | ').slice(-1500)}`,
+  };
+  return failed as T;
 }
