@@ -76,6 +76,15 @@ export const ErrorCode = {
   ArchiveFileMissing: 'ADAGG_E_ARCHIVE_FILE_MISSING',
   /** Stream retention removed messages before they were archived (ADAGG_RAW_RETENTION_MS too short for an archiver outage). */
   ArchiveGap: 'ADAGG_E_ARCHIVE_GAP',
+  /** An archiver's DuckDB buffer was used after its close (a flush that gave up at a stop; never an HTTP answer). */
+  ArchiveClosed: 'ADAGG_E_ARCHIVE_CLOSED',
+  // Issue 10: recompute, audit log, backfill (CLI errors, never an HTTP answer).
+  /** Recompute refused: the deployment has invalid-click rules, whose rules and verdicts are not archived. */
+  RecomputeRisk: 'ADAGG_E_RECOMPUTE_RISK',
+  /** Recompute --apply: a shard's stored fields kept moving under the compare-and-set step (another recompute or backfill ran). */
+  RecomputeConflict: 'ADAGG_E_RECOMPUTE_CONFLICT',
+  /** A backfill line is not a valid click (details: line number); valid lines beside it are kept. */
+  BackfillBadLine: 'ADAGG_E_BACKFILL_BAD_LINE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -9,6 +9,9 @@ import { nodesCommand } from './ops/nodes.ts';
 import { placementCommand } from './ops/placement.ts';
 import { rebalanceCommand } from './ops/rebalance.ts';
 import { RECONCILE_HELP, reconcileCommand } from './ops/reconcile.ts';
+import { RECOMPUTE_HELP, recomputeCommand } from './ops/recompute.ts';
+import { AUDIT_HELP, auditCommand } from './ops/audit.ts';
+import { BACKFILL_HELP, backfillCommand } from './ops/backfill.ts';
 import { splitCommand, unsplitCommand } from './ops/split.ts';
 import { runGateway, runNode } from './services.ts';
 import { startAllInOne } from './start.ts';
@@ -37,6 +40,9 @@ instance.json. The shard count comes from the placement table unless ADAGG_SHARD
   split       split a hot ad into K child actors: adagg split AD_ID --children K [--wait] (needs NATS_URL)
   unsplit     count a split ad in its shard again: adagg unsplit AD_ID [--wait] (needs NATS_URL)
   reconcile   compare the raw archive with the stored counts of a day: adagg reconcile --day YYYY-MM-DD
+  recompute   re-aggregate [from, to) from the archive, diff, --apply to sealed minutes: adagg recompute --from T --to T
+  audit       print the audit log of changes to sealed minutes: adagg audit [--from T --to T]
+  backfill    load clicks older than the horizon and recompute their minutes: adagg backfill FILE… | --from-dead-letters
 
 Exit codes: 0 ok, 1 error (printed as 'adagg: CODE: message'), 2 usage, 3 'adagg ingest' rejected lines.
 Run 'adagg <command> --help' for a command's options. Configuration: environment variables (docs/configuration.md).`,
@@ -64,6 +70,9 @@ NATS subjects, so it needs no list of nodes. Needs NATS_URL and REDIS_URL, and A
 SIGHUP re-reads ADAGG_TOKENS_FILE.`,
   ingest: INGEST_HELP,
   reconcile: RECONCILE_HELP,
+  recompute: RECOMPUTE_HELP,
+  audit: AUDIT_HELP,
+  backfill: BACKFILL_HELP,
   dev: `Usage: adagg dev --cluster [--nodes N] [--base-port P]
 
 Runs a multi-process cluster on this machine: 3 nats-servers as one JetStream cluster (streams R3),
@@ -237,6 +246,12 @@ async function main(argv: string[]): Promise<number> {
       return unsplitCommand(rest);
     case 'reconcile':
       return reconcileCommand(rest);
+    case 'recompute':
+      return recomputeCommand(rest);
+    case 'audit':
+      return auditCommand(rest);
+    case 'backfill':
+      return backfillCommand(rest);
     case 'ingest':
       return ingestCommand(rest);
     default:
@@ -246,7 +261,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** Commands that talk to NATS or Redis directly (operator commands, split). */
-const SERVER_COMMANDS = new Set(['nodes', 'placement', 'move', 'pin', 'unpin', 'drain', 'rebalance', 'split', 'unsplit', 'reconcile']);
+const SERVER_COMMANDS = new Set(['nodes', 'placement', 'move', 'pin', 'unpin', 'drain', 'rebalance', 'split', 'unsplit', 'reconcile', 'recompute', 'backfill']);
 
 /** An optional integer option within [min, max], else a usage error. */
 function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {

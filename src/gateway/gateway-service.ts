@@ -24,6 +24,8 @@ import { QueryJobs } from './query-jobs.ts';
 import { QueryService } from './query-service.ts';
 import type { ReadinessResult } from './routes/ops.ts';
 import { gatewayReconciliations, type ReconcileSchedule } from './reconcile-schedule.ts';
+import { gatewayAggregateArchive } from './tiered-archiver.ts';
+import type { AggregateArchiver } from '../runtime/archive/aggregate-archiver.ts';
 import { buildGateway } from './server.ts';
 
 export interface GatewayServiceDeps {
@@ -47,6 +49,7 @@ export class GatewayService implements Service<{ url: string; port: number }> {
   private hotRoutes: HotRoutes | undefined;
   private auth: AuthSetup | undefined;
   private reconcile: ReconcileSchedule | undefined;
+  private aggArchiver: AggregateArchiver | undefined;
   private readonly life: ServiceLifecycle;
   readonly events: RuntimeEvents;
   private readonly log: Logger;
@@ -87,7 +90,12 @@ export class GatewayService implements Service<{ url: string; port: number }> {
     const producer = new ClickProducer(this.nc, topo, { shards: o.shards, hotRoutes: this.hotRoutes, publishTimeoutMs: o.publishTimeoutMs, countryAlpha3: o.countryAlpha3 });
     const deadLetters = new DeadLetterPublisher(this.nc, topo, { timeoutMs: o.publishTimeoutMs });
     const ingest = new ClickIngest(producer, deadLetters, o, this.deps.clock ?? systemClock, this.events);
-    const queries = new QueryService(this.nc, this.redis, topo, new RedisKeys(o.prefix), o);
+    // With ADAGG_ARCHIVE=on: archived hours are read from the aggregate archive (tiered-archiver.ts).
+    let statusOf: (shard: number) => ReturnType<QueryService['shardStatus']> = () => Promise.resolve(null);
+    const agg = gatewayAggregateArchive(this.redis, o, { clock: this.deps.clock ?? systemClock, log: this.log, status: (s) => statusOf(s) });
+    this.aggArchiver = agg.archiver;
+    const queries = new QueryService(this.nc, this.redis, topo, new RedisKeys(o.prefix), { ...o, archiveTier: agg.tier });
+    statusOf = (s) => queries.shardStatus(s);
     const registry = createMetrics(this.events, new Registry());
     // Real round trips with a deadline (a frozen or dead server reads as "connected" for a while);
     // the system clock, since an injected test clock may never advance.
@@ -100,7 +108,7 @@ export class GatewayService implements Service<{ url: string; port: number }> {
     };
     this.reducer = new TopNReducerHost(this.nc, topo, { shards: o.shards, depth: o.topnDepth, queryTimeoutMs: o.queryTimeoutMs, maxSpecs: o.wsMaxSpecsTotal, events: this.events }, this.deps.actors.createTopNReducer, this.deps.clock ?? systemClock, this.log);
     await this.reducer.start();
-    this.queryJobs = new QueryJobs(this.nc, topo, o, { actors: this.deps.actors.shardActors, clock: this.deps.clock, log: this.log });
+    this.queryJobs = new QueryJobs(this.nc, topo, o, { actors: this.deps.actors.shardActors, clock: this.deps.clock, log: this.log, redis: this.redis, keys: new RedisKeys(o.prefix) });
     // Stored reconciliation reports, and the daily run when ADAGG_RECONCILE_AT is set.
     const nc = this.nc;
     const recon = gatewayReconciliations(this.redis, o, {
@@ -133,6 +141,7 @@ export class GatewayService implements Service<{ url: string; port: number }> {
       ['reducer', () => this.reducer?.close()],
       ['query jobs', () => this.queryJobs?.close()],
       ['reconcile', () => this.reconcile?.close()],
+      ['aggregate archiver', () => this.aggArchiver?.close()],
       ['hot routes', () => this.hotRoutes?.close()],
       ['nats', () => this.nc?.drain().catch(() => undefined)],
       ['redis', () => this.redis?.disconnect()],

@@ -37,10 +37,12 @@ function callerKey(req: FastifyRequest): string {
   return p === ANONYMOUS ? `ip:${req.ip}` : `token:${p.name}`;
 }
 
-/** The `window` query parameter as minutes (the schema defaults it to 1); NaN when malformed. */
+/** The `window` query parameter as minutes (the schema defaults it to 1; `granularity` hour/day: hours/days); NaN when malformed. */
 function windowOf(req: FastifyRequest): number {
-  const w = (req.query as Record<string, unknown> | undefined)?.window;
-  return typeof w === 'string' && /^\d+$/.test(w) ? Number(w) : Number.NaN;
+  const q = req.query as Record<string, unknown> | undefined;
+  const w = q?.window;
+  const unit = q?.granularity === 'day' ? 1440 : q?.granularity === 'hour' ? 60 : 1;
+  return typeof w === 'string' && /^\d+$/.test(w) ? Number(w) * unit : Number.NaN;
 }
 
 /** The route config that rate-limits a ranking route's heavy windows. */

@@ -112,3 +112,30 @@ export function checkRange(fromMinute: number, toMinute: number, maxMinutes: num
     throw new AdaggError(ErrorCode.RangeTooLarge, `range of ${toMinute - fromMinute} minutes exceeds ${maxMinutes} (ADAGG_MAX_QUERY_MINUTES)`);
   }
 }
+
+/** The `granularity` parameter of the count queries: `minute` (default), `hour` or `day`. */
+export function granularityParam(q: Query): 'minute' | 'hour' | 'day' {
+  const v = single(q, 'granularity');
+  if (v === undefined || v === '' || v === 'minute') return 'minute';
+  if (v === 'hour' || v === 'day') return v;
+  throw badParam('granularity', `"${v.slice(0, 64)}" is not minute, hour or day`);
+}
+
+/** Longest range (minutes) of an hour or day query: 400 days. */
+export const MAX_BUCKET_RANGE_MINUTES = 400 * 1440;
+
+/**
+ * The range of an hour or day query, aligned to whole buckets: `from` floored to the start of its
+ * UTC hour/day, `to` raised to the end of the bucket it falls in (unless already on a boundary).
+ */
+export function bucketRange(fromMinute: number, toMinute: number, unit: number): { from: number; to: number } {
+  if (toMinute <= fromMinute) throw badParam('to', 'must be at least one minute after from');
+  const from = Math.floor(fromMinute / unit) * unit;
+  const to = Math.ceil(toMinute / unit) * unit;
+  if (to - from > MAX_BUCKET_RANGE_MINUTES) {
+    throw new AdaggError(ErrorCode.RangeTooLarge, `range of ${(to - from) / 1440} days exceeds 400 days (hour and day granularity)`, {
+      details: { maxMinutes: MAX_BUCKET_RANGE_MINUTES },
+    });
+  }
+  return { from, to };
+}

@@ -1,9 +1,13 @@
+import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import { minuteStartMs } from '../model/time.ts';
+import { ArchiveQuerySource } from '../runtime/archive/archive-query-source.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { scanRawClicks } from '../runtime/raw-scan.ts';
+import type { RedisKeys } from '../runtime/redis-keys.ts';
 import type { ShardBehaviourFactory } from '../runtime/shard-behaviour.ts';
 import type { Topology } from '../runtime/topology.ts';
 import { QueryJobExecutor } from './query-job-executor.ts';
@@ -13,7 +17,8 @@ import type { QueryJobStatus, QueryJobSummary, QueryJobView } from './query-job-
 
 /**
  * Query jobs: answers for filters the shard actors do not pre-aggregate (`user_id`, `ip`, combinations
- * that are not configured cubes), computed by a bounded scan of the raw clicks stream. This facade
+ * that are not configured cubes), computed by DuckDB SQL over the raw archive (when it is on) and a
+ * bounded scan of the raw clicks stream (only its tail after the archive's cut). This facade
  * wires the three parts the routes use: the request (query-job-request.ts), the scheduler
  * (query-job-scheduler.ts) and the executor (query-job-executor.ts).
  */
@@ -42,8 +47,14 @@ export interface QueryJobsOptions {
   maxTopN: number;
   /** Raw clicks kept in JetStream; ranges whose messages may already be gone are refused. Unset: not checked. */
   rawRetentionMs?: number | undefined;
-  /** Longest job range in minutes (larger → 400 ADAGG_E_RANGE_TOO_LARGE). @default 1440 (24 h) */
+  /** Longest job range in minutes without the archive (larger → 400 ADAGG_E_RANGE_TOO_LARGE). @default 1440 (24 h) */
   maxRangeMinutes?: number | undefined;
+  /** ADAGG_ARCHIVE: with `on` (and `redis` given), jobs count archived messages from the raw archive. @default 'off' */
+  archive?: string | undefined;
+  /** ADAGG_ARCHIVE_DIR: the archive folder (relative: from the working directory). @default './data/archive' */
+  archiveDir?: string | undefined;
+  /** Longest job range in days with the archive on (larger → 400 ADAGG_E_RANGE_TOO_LARGE). @default 400 */
+  maxJobArchiveRangeDays?: number | undefined;
   /** Most stream messages one job may read (more → job failed with ADAGG_E_SCAN_LIMIT). @default 2000000 */
   maxScanMessages?: number | undefined;
   /** Most clicks one job may read (more → job failed with ADAGG_E_SCAN_LIMIT). @default 50000000 */
@@ -80,12 +91,16 @@ export interface QueryJobsDeps {
   log?: Logger | undefined;
   /** The raw scan (injectable for unit tests). @default scanRawClicks */
   scan?: typeof scanRawClicks | undefined;
+  /** Redis with the archivers' progress (their cuts): needed, with `keys`, for jobs over the archive. */
+  redis?: Redis | undefined;
+  keys?: RedisKeys | undefined;
 }
 
 type Limits = Required<
   Pick<
     QueryJobsOptions,
     | 'maxRangeMinutes'
+    | 'maxJobArchiveRangeDays'
     | 'maxScanMessages'
     | 'maxScanClicks'
     | 'maxScanBytes'
@@ -102,6 +117,7 @@ type Limits = Required<
 function compileLimits(opts: QueryJobsOptions): Limits {
   const limits: Limits = {
     maxRangeMinutes: opts.maxRangeMinutes ?? 1440,
+    maxJobArchiveRangeDays: opts.maxJobArchiveRangeDays ?? 400,
     maxScanMessages: opts.maxScanMessages ?? 2_000_000,
     maxScanClicks: opts.maxScanClicks ?? 50_000_000,
     maxScanBytes: opts.maxScanBytes ?? 2 * 1024 * 1024 * 1024,
@@ -133,31 +149,52 @@ function compileLimits(opts: QueryJobsOptions): Limits {
  */
 export class QueryJobs {
   readonly limits: Limits;
+  /** Whether jobs read the raw archive (ADAGG_ARCHIVE on and Redis given). */
+  readonly overArchive: boolean;
   private readonly clock: Clock;
   private readonly scheduler: QueryJobScheduler;
 
   constructor(nc: NatsConnection, topo: Topology, private readonly opts: QueryJobsOptions, deps: QueryJobsDeps) {
     this.clock = deps.clock ?? systemClock;
     this.limits = compileLimits(opts);
+    const archive =
+      opts.archive === 'on' && deps.redis && deps.keys
+        ? new ArchiveQuerySource(deps.redis, deps.keys, {
+            root: path.resolve(opts.archiveDir ?? './data/archive'),
+            clickSubject: (s) => topo.clickSubject(s),
+            hotPrefix: topo.hotSubjects.slice(0, -1),
+            // Copies of a click are stored within the horizon of it: files of the hours that close to the range take part in the dedupe.
+            marginMs: opts.correctionHorizonMs,
+          })
+        : undefined;
+    this.overArchive = archive !== undefined;
     const executor = new QueryJobExecutor(
       nc,
       topo,
       { ...opts, ...this.limits },
-      { actors: deps.actors, clock: this.clock, scan: deps.scan ?? scanRawClicks },
+      { actors: deps.actors, clock: this.clock, scan: deps.scan ?? scanRawClicks, archive },
     );
     this.scheduler = new QueryJobScheduler(this.limits, (run) => executor.execute(run), this.clock, deps.log);
   }
 
   /** JSON Schema of a request body under this registry's limits (for the route and /openapi.json). */
   bodySchema(): Record<string, unknown> {
-    return queryJobBodySchema({ maxRangeMinutes: this.limits.maxRangeMinutes, maxTopN: this.opts.maxTopN });
+    return queryJobBodySchema({ maxRangeMinutes: this.maxRangeMinutes, maxTopN: this.opts.maxTopN });
   }
 
-  /** Validates a request body against this registry's limits (and the raw stream's retention). */
+  /** The longest job range: 24 h (maxRangeMinutes) over the stream alone, 400 days (maxJobArchiveRangeDays) over the archive. */
+  get maxRangeMinutes(): number {
+    return this.overArchive ? this.limits.maxJobArchiveRangeDays * 1440 : this.limits.maxRangeMinutes;
+  }
+
+  /**
+   * Validates a request body against this registry's limits (and, without the archive, the raw
+   * stream's retention: over the archive, messages the stream no longer holds are in the files).
+   */
   parse(body: unknown): QueryJobSpec {
-    const spec = parseQueryJobRequest(body, { maxRangeMinutes: this.limits.maxRangeMinutes, maxTopN: this.opts.maxTopN });
+    const spec = parseQueryJobRequest(body, { maxRangeMinutes: this.maxRangeMinutes, maxTopN: this.opts.maxTopN });
     const retention = this.opts.rawRetentionMs;
-    if (retention !== undefined) {
+    if (retention !== undefined && !this.overArchive) {
       const firstStored = minuteStartMs(spec.fromMinute) - this.opts.maxFutureMs;
       if (firstStored < this.clock.now() - retention) {
         throw new AdaggError(

@@ -13,6 +13,8 @@ import type { RedisKeys } from '../runtime/redis-keys.ts';
 import type { Topology } from '../runtime/topology.ts';
 import { HeavyRankings, type HeavyRankingsOptions } from './heavy-rankings.ts';
 import { invalidField, mergeOffenders, type ByRule, type OffendersResult } from './risk-fields.ts';
+import { adBuckets, type AdBucketsResult } from './tiered-buckets.ts';
+import { isArchived, redisFloor, splitRange, type ArchivedRange, type ArchiveTier } from './tiered-reads.ts';
 
 export interface Filter {
   dim: string;
@@ -88,6 +90,10 @@ export interface QueryServiceOptions extends HeavyRankingsOptions {
   attempts?: number;
   /** The actors keep invalid clicks this long: the longest offenders window. @default 3600000 */
   correctionHorizonMs?: number | undefined;
+  /** The aggregate archive (tiered-reads.ts): archived minutes are read from it. Unset: Redis only. */
+  archiveTier?: ArchiveTier | undefined;
+  /** ADAGG_COUNT_TTL_MS: how far back Redis keeps counts (tiered-reads.ts redisFloor). @default 30 days */
+  countTtlMs?: number | undefined;
 }
 
 /** One count field of an ad over [from, to): one value per minute, and the owner's progress. */
@@ -148,10 +154,10 @@ export class QueryService {
    * parallel. Without rule names no invalid field is read.
    */
   private async adBreakdown(adId: string, fromMinute: number, toMinute: number, filter: Filter | undefined): Promise<Breakdown> {
-    const rules = await this.ruleNames();
+    const [rules, arch] = await Promise.all([this.ruleNames(), this.opts.archiveTier?.range()]);
     const [valid, ...byRule] = await Promise.all([
-      this.series(adId, fromMinute, toMinute, filter),
-      ...rules.map((r) => this.series(adId, fromMinute, toMinute, invalidField(r, filter))),
+      this.series(adId, fromMinute, toMinute, filter, arch),
+      ...rules.map((r) => this.series(adId, fromMinute, toMinute, invalidField(r, filter), arch)),
     ]);
     const sum = (xs: readonly number[]): number => xs.reduce((a, x) => a + x, 0);
     const invalid_by_rule: ByRule = {};
@@ -174,37 +180,65 @@ export class QueryService {
   }
 
   /**
-   * One count field of an ad per minute of [fromMinute, toMinute): the owning actor's minutes and
-   * unflushed corrections, Redis for the closed minutes it no longer holds.
+   * An ad's counts per UTC hour or day over [fromMinute, toMinute) (aligned to the granularity):
+   * the archived part from the archive's rollups, the rest from the actor and Redis (tiered-buckets.ts).
    */
-  private async series(adId: string, fromMinute: number, toMinute: number, field: Filter | undefined): Promise<Series> {
-    const shard = shardOf(adId, this.opts.shards);
-    const reply = await this.ask<AdQueryReply>(shard, {
-      op: 'ad',
+  async adCountBuckets(adId: string, fromMinute: number, toMinute: number, filter: Filter | undefined, granularity: 'hour' | 'day'): Promise<AdBucketsResult> {
+    return adBuckets(
+      { series: (a, f, t, field, arch) => this.series(a, f, t, field, arch), archive: this.opts.archiveTier, rules: await this.ruleNames(), ttlMinutes: this.ttlMinutes() },
       adId,
       fromMinute,
       toMinute,
-      dim: field?.dim,
-      value: field?.value,
-    });
+      filter,
+      granularity,
+    );
+  }
+
+  private ttlMinutes(): number {
+    return Math.floor((this.opts.countTtlMs ?? 30 * 86_400_000) / MINUTE_MS);
+  }
+
+  /**
+   * One count field of an ad per minute of [fromMinute, toMinute): minutes of `arch` from the
+   * aggregate archive, the others from the owning actor's minutes and unflushed corrections, and
+   * Redis for the closed minutes it no longer holds.
+   */
+  private async series(adId: string, fromMinute: number, toMinute: number, field: Filter | undefined, arch?: ArchivedRange): Promise<Series> {
+    const shard = shardOf(adId, this.opts.shards);
+    const { archived } = splitRange(fromMinute, toMinute, arch);
+    const [reply, fromArchive] = await Promise.all([
+      this.ask<AdQueryReply>(shard, {
+        op: 'ad',
+        adId,
+        fromMinute,
+        toMinute,
+        dim: field?.dim,
+        value: field?.value,
+      }),
+      this.opts.archiveTier && archived[1] > archived[0]
+        ? this.opts.archiveTier.adBuckets(adId, { dim: field?.dim ?? null, value: field?.value ?? null }, archived[0], archived[1], 1)
+        : Promise.resolve(new Map<number, number>()),
+    ]);
     const held = new Map(reply.minutes);
     const corrected = new Map(reply.corrections);
     const fromStore: number[] = [];
     for (let m = fromMinute; m < toMinute; m++) {
-      if (!held.has(m) && !corrected.has(m) && m <= reply.closedThrough) fromStore.push(m);
+      if (!isArchived(m, arch) && !held.has(m) && !corrected.has(m) && m <= reply.closedThrough) fromStore.push(m);
     }
     const stored = new Map<number, number>();
-    if (fromStore.length > 0) {
+    // In steps: an hour/day query may read many minutes (the part of its range not archived).
+    for (let i = 0; i < fromStore.length; i += MINUTES_PER_READ * 16) {
+      const step = fromStore.slice(i, i + MINUTES_PER_READ * 16);
       const p = this.redis.pipeline();
-      for (const m of fromStore) p.hget(this.keys.counts(shard, m, field?.dim ?? null, field?.value ?? null), adId);
+      for (const m of step) p.hget(this.keys.counts(shard, m, field?.dim ?? null, field?.value ?? null), adId);
       const res = (await p.exec()) ?? [];
-      res.forEach(([err, v], i) => {
+      res.forEach(([err, v], j) => {
         if (err) throw err;
-        stored.set(fromStore[i]!, Number(v ?? 0));
+        stored.set(step[j]!, Number(v ?? 0));
       });
     }
     const values: number[] = [];
-    for (let m = fromMinute; m < toMinute; m++) values.push(held.get(m) ?? corrected.get(m) ?? stored.get(m) ?? 0);
+    for (let m = fromMinute; m < toMinute; m++) values.push(isArchived(m, arch) ? (fromArchive.get(m) ?? 0) : (held.get(m) ?? corrected.get(m) ?? stored.get(m) ?? 0));
     // An actor of an older version does not say: no minute is called sealed.
     return { values, closedThrough: reply.closedThrough, sealedThrough: Math.min(reply.sealedThrough ?? -1, reply.closedThrough), watermark: reply.watermark };
   }
@@ -254,12 +288,24 @@ export class QueryService {
     return answer(heavy ?? topN(await this.totals(from, to, filter), n));
   }
 
-  /** Each ad's count over [from, to): the owners' open minutes and corrections, Redis for the rest. */
+  /**
+   * Each ad's count over [from, to): archived minutes from the aggregate archive, the others from
+   * the owners' open minutes and corrections, and Redis for the rest.
+   */
   private async totals(from: number, to: number, filter: Filter | undefined): Promise<Map<string, number>> {
     const totals = new Map<string, number>();
     const add = (ad: string, c: number): void => void totals.set(ad, (totals.get(ad) ?? 0) + c);
-    await Promise.all(
-      [...Array(this.opts.shards).keys()].map(async (shard) => {
+    const arch = await this.opts.archiveTier?.range();
+    const { archived } = splitRange(from, to, arch);
+    const floor = redisFloor(from, to, arch, this.ttlMinutes());
+    const fromArchive = async (): Promise<void> => {
+      if (!this.opts.archiveTier || archived[1] <= archived[0]) return;
+      const t = await this.opts.archiveTier.totals({ dim: filter?.dim ?? null, value: filter?.value ?? null }, archived[0], archived[1]);
+      for (const [ad, c] of t) add(ad, c);
+    };
+    await Promise.all([
+      fromArchive(),
+      ...[...Array(this.opts.shards).keys()].map(async (shard) => {
         // Always ask the owner: besides open minutes it holds corrections not yet committed.
         const r = await this.ask<TopQueryReply>(shard, {
           op: 'top',
@@ -272,7 +318,7 @@ export class QueryService {
         const overrides = new Map(r.corrections.map(([m, flat]) => [m, toMap(flat)]));
         for (let i = 0; i + 1 < r.counts.length; i += 2) add(r.counts[i] as string, r.counts[i + 1] as number);
         const minutes: number[] = [];
-        for (let m = from; m < to && m <= r.closedThrough; m++) if (!covered.has(m)) minutes.push(m);
+        for (let m = floor; m < to && m <= r.closedThrough; m++) if (!covered.has(m) && !isArchived(m, arch)) minutes.push(m);
         for (let i = 0; i < minutes.length; i += MINUTES_PER_READ) {
           const step = minutes.slice(i, i + MINUTES_PER_READ);
           const p = this.redis.pipeline();
@@ -286,7 +332,7 @@ export class QueryService {
           });
         }
       }),
-    );
+    ]);
     return totals;
   }
 

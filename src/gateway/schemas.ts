@@ -95,3 +95,26 @@ export const countMinuteList = {
     },
   },
 } as const;
+
+/** `granularity` of the count queries (params.ts granularityParam reads it). */
+export const granularityQueryParam = {
+  type: 'string',
+  enum: ['', 'minute', 'hour', 'day'],
+  description: 'minute (default: the answer lists `minutes`), hour or day (UTC; the answer lists `buckets`, ranges up to 400 days)',
+} as const;
+
+/** Every UTC hour or day of a count query's range, in order (granularity=hour|day). */
+export const bucketList = {
+  type: 'array',
+  description: 'present with granularity=hour or day: one bucket per UTC hour or day of the range',
+  items: {
+    type: 'object',
+    properties: {
+      start: { type: 'string', description: 'ISO start of the hour or day' },
+      count: { type: 'integer', description: 'valid (billable) clicks' },
+      invalid: { type: 'integer', description: 'clicks the risk rules took (not in count)' },
+      invalid_by_rule: invalidByRule,
+      state: { type: 'string', enum: ['open', 'closed', 'sealed'], description: 'the least final state of the bucket\'s minutes' },
+    },
+  },
+} as const;

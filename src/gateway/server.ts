@@ -1,3 +1,4 @@
+import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { ClickIngest } from '../ingest/click-ingest.ts';
@@ -18,6 +19,7 @@ import { countRoutes } from './routes/counts.ts';
 import { riskRoutes } from './routes/risk.ts';
 import { opsRoutes, type Readiness } from './routes/ops.ts';
 import { reconciliationRoutes, type ReconciliationSource } from './routes/reconciliations.ts';
+import { auditRoutes } from './routes/audit.ts';
 
 /** Socket bounds, request timeouts and WebSocket limits not given take the option defaults. */
 export interface GatewayOptions extends Partial<ConnectionBounds> {
@@ -36,6 +38,8 @@ export interface GatewayOptions extends Partial<ConnectionBounds> {
   maxLines: number;
   maxQueryMinutes: number;
   maxTopN: number;
+  /** ADAGG_ARCHIVE_DIR: the audit log is read from its `audit/` folder (GET /v1/audit). @default './data/archive' */
+  archiveDir?: string;
 }
 
 export interface GatewayDeps {
@@ -98,6 +102,7 @@ export function buildGateway(o: GatewayOptions, deps: GatewayDeps): FastifyInsta
     riskRoutes(routes, deps.queries, o);
     opsRoutes(routes, deps.queries, deps.registry, deps.ready, o.shards);
     reconciliationRoutes(routes, deps.reconciliations ?? (() => Promise.resolve(undefined)));
+    auditRoutes(routes, path.resolve(o.archiveDir ?? './data/archive'));
   });
   return app;
 }

@@ -39,7 +39,7 @@ export interface CountRead {
 }
 
 /** What changed a closed, committed minute (docs/history.md, "Corrections feed"). */
-export type CorrectionCause = 'late_click' | 'hot_report' | 'risk_verdict';
+export type CorrectionCause = 'late_click' | 'hot_report' | 'risk_verdict' | 'recompute' | 'backfill';
 
 /**
  * One field of a closed, committed minute that a commit corrects: the value the actor read from

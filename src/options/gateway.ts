@@ -169,6 +169,14 @@ export const GATEWAY_OPTIONS = {
     doc: 'clicks one query job may count (each costs ~100 bytes of dedupe state)',
   },
   maxResultRows: { kind: 'int', env: 'ADAGG_JOB_MAX_RESULT_ROWS', default: 200_000, min: 1, doc: 'distinct (ad, minute) counts one query job may hold' },
+  maxJobArchiveRangeDays: {
+    kind: 'int',
+    env: 'ADAGG_JOB_MAX_ARCHIVE_RANGE_DAYS',
+    default: 400,
+    min: 1,
+    max: 36_600,
+    doc: 'longest query job range with the raw archive on (counted by DuckDB over the archive, only the stream tail scanned; longer → 400 `ADAGG_E_RANGE_TOO_LARGE`); with the archive off a job range is at most 24 h',
+  },
   queryTimeoutMs: {
     kind: 'int',
     env: 'ADAGG_QUERY_TIMEOUT_MS',

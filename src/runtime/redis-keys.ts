@@ -60,8 +60,27 @@ export class RedisKeys {
   reconcile(day: string): string {
     return `${this.prefix}:reconcile:${day}`;
   }
+  /** Counter (INCR) of `adagg backfill` batches: the `seq` of backfilled archive rows (subject `backfill`). */
+  backfillBatch(): string {
+    return `${this.prefix}:backfill:batch`;
+  }
   /** Lock (SET NX PX) so one gateway of many runs the daily reconcile of a day. */
   reconcileLock(day: string): string {
     return `${this.prefix}:reconcile-lock:${day}`;
+  }
+  /** Hash of the aggregate archive's progress: `start`, `through` (first and last archived hour, epoch ms), `evicted` (last hour deleted from Redis). */
+  aggArchive(): string {
+    return `${this.prefix}:{agg}:archive`;
+  }
+  /**
+   * Counter a recompute's apply raises after writing counts and before it rewrites archived hours:
+   * the aggregate archiver archives an hour again when it moved while the hour was being written.
+   */
+  aggGen(): string {
+    return `${this.prefix}:{agg}:gen`;
+  }
+  /** Lock (SET NX PX, a token) so one gateway of many runs the aggregate archiver. */
+  aggArchiveLock(): string {
+    return `${this.prefix}:{agg}:lock`;
   }
 }

@@ -57,8 +57,8 @@ describe('GET /openapi.json', () => {
 
   it('lists each route’s parameters, configured dimensions included', () => {
     const names = (path: string, method = 'get'): string[] => (doc.paths[path]?.[method]?.parameters ?? []).map((p) => `${p.in}:${p.name}${p.required ? '!' : ''}`).sort();
-    expect(names('/v1/ads/{ad_id}/aggregated_count')).toEqual(['path:ad_id!', 'query:country', 'query:device', 'query:from!', 'query:to!']);
-    expect(names('/v1/ads/popular_ads')).toEqual(['query:at', 'query:count', 'query:country', 'query:device', 'query:window']);
+    expect(names('/v1/ads/{ad_id}/aggregated_count')).toEqual(['path:ad_id!', 'query:country', 'query:device', 'query:from!', 'query:granularity', 'query:to!']);
+    expect(names('/v1/ads/popular_ads')).toEqual(['query:at', 'query:count', 'query:country', 'query:device', 'query:granularity', 'query:window']);
     expect(names('/v1/ws/popular_ads')).toEqual(['query:count', 'query:country', 'query:device', 'query:window']);
     expect(names('/v1/queries/{id}')).toEqual(['path:id!']);
     expect(Object.keys(doc.paths['/v1/queries']!.post!.requestBody!.content)).toContain('application/json');

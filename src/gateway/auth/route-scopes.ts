@@ -29,6 +29,7 @@ const ROUTES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
   ['GET /v1/ws/popular_ads', 'read'],
   ['GET /v1/status', 'read'],
   ['GET /v1/reconciliations/:day', 'read'],
+  ['GET /v1/audit', 'read'],
   ['GET /openapi.json', 'read'],
   ['GET /metrics', 'metrics'],
 ]);

@@ -2,9 +2,10 @@ import type { FastifyInstance, FastifySchema } from 'fastify';
 import { ErrorCode } from '../../errors.ts';
 import { heavyQueryConfig, heavyQueryLimit, type HeavyQueryLimitOptions } from '../heavy-query-limit.ts';
 import { errorResponses } from '../openapi.ts';
-import { checkRange, filterParam, intParam, minuteParam, type Query } from '../params.ts';
+import { bucketRange, checkRange, filterParam, granularityParam, intParam, MAX_BUCKET_RANGE_MINUTES, minuteParam, type Query } from '../params.ts';
 import type { Filter, QueryService } from '../query-service.ts';
-import { adIdParams, countMinuteList, filterParams, filterValue, invalidByRule, timeParam, wholeNumberParam } from '../schemas.ts';
+import { adIdParams, bucketList, countMinuteList, filterParams, filterValue, granularityQueryParam, invalidByRule, timeParam, wholeNumberParam } from '../schemas.ts';
+import { UNIT_MINUTES } from '../tiered-reads.ts';
 
 export interface CountRouteOptions extends HeavyQueryLimitOptions {
   dimensions: readonly string[];
@@ -33,20 +34,28 @@ export function adRangeQuery(o: CountRouteOptions): Record<string, unknown> {
   };
 }
 
-/** An ad's range and filter, checked (range bounds, pre-aggregated filter). */
-export function adRange(q: Query, o: CountRouteOptions): { from: number; to: number; filter: Filter | undefined } {
+/** An ad's range and filter, checked (range bounds, pre-aggregated filter). `reserved`: parameters that are not filters. */
+export function adRange(q: Query, o: CountRouteOptions, reserved: readonly string[] = ['from', 'to']): { from: number; to: number; filter: Filter | undefined } {
   const from = minuteParam(q, 'from', true)!;
   const to = minuteParam(q, 'to', true)!;
   checkRange(from, to, o.maxQueryMinutes);
-  return { from, to, filter: filterParam(q, ['from', 'to'], o.dimensions, o.cubes, o.countryAlpha3) };
+  return { from, to, filter: filterParam(q, reserved, o.dimensions, o.cubes, o.countryAlpha3) };
 }
 
 function adCountSchema(o: CountRouteOptions): FastifySchema {
-  return adBreakdownSchema(
+  const schema = adBreakdownSchema(
     o,
-    "An ad's clicks per minute over [from, to)",
-    '`count` is the valid (billable) count; `invalid` and `invalid_by_rule` are the clicks the risk rules (ADAGG_RISK_RULES) took, for the range and for each minute.',
+    "An ad's clicks per minute (or per UTC hour or day) over [from, to)",
+    '`count` is the valid (billable) count; `invalid` and `invalid_by_rule` are the clicks the risk rules (ADAGG_RISK_RULES) took, for the range and for each minute. ' +
+      'With `granularity=hour` or `day` the answer has `granularity` and `buckets` (one per UTC hour or day: `start`, `count`, `invalid`, `invalid_by_rule`, `state`) instead of `minutes`; `from` is floored and `to` raised to whole buckets, and ranges up to 400 days are allowed. ' +
+      'Archived hours (ADAGG_HOT_RETENTION) are read from the aggregate archive, later minutes from the shards and Redis: each minute from one of them, so totals across the boundary are exact.',
+    { granularity: { type: 'string', enum: ['hour', 'day'], description: 'present with granularity=hour or day' } },
   );
+  const qs = schema.querystring as { properties: Record<string, unknown> };
+  qs.properties = { ...qs.properties, granularity: granularityQueryParam };
+  const ok = (schema.response as Record<number, { properties: Record<string, unknown> }>)[200]!;
+  ok.properties = { ...ok.properties, buckets: bucketList };
+  return schema;
 }
 
 /**
@@ -95,8 +104,9 @@ function popularSchema(o: CountRouteOptions): FastifySchema {
       type: 'object',
       properties: {
         count: wholeNumberParam('how many ads', 10, 1, o.maxTopN),
-        window: wholeNumberParam('window length in minutes', 1, 1, o.maxQueryMinutes),
+        window: { ...wholeNumberParam('window length in minutes', 1, 1, o.maxQueryMinutes), description: `window length in minutes (1..${o.maxQueryMinutes}), or in hours (1..9600) / days (1..400) with granularity` },
         at: timeParam('window end, exclusive (default: the end of the latest minute closed by every shard)'),
+        granularity: { ...granularityQueryParam, description: 'unit of `window`: minute (default), hour or day; the ranking covers [at − window units, at), minute-exact' },
         ...filterParams(o.dimensions, o.cubes),
       },
       additionalProperties: filterValue,
@@ -123,15 +133,23 @@ export function countRoutes(parent: FastifyInstance, queries: QueryService, o: C
 
 function routes(app: FastifyInstance, queries: QueryService, o: CountRouteOptions): void {
   app.get<{ Params: { ad_id: string }; Querystring: Query }>('/v1/ads/:ad_id/aggregated_count', { schema: adCountSchema(o) }, async (req) => {
-    const { from, to, filter } = adRange(req.query, o);
-    return queries.adCount(req.params.ad_id, from, to, filter);
+    const q = req.query;
+    const granularity = granularityParam(q);
+    if (granularity === 'minute') {
+      const { from, to, filter } = adRange(q, o, ['from', 'to', 'granularity']);
+      return queries.adCount(req.params.ad_id, from, to, filter);
+    }
+    const { from, to } = bucketRange(minuteParam(q, 'from', true)!, minuteParam(q, 'to', true)!, UNIT_MINUTES[granularity]);
+    const filter = filterParam(q, ['from', 'to', 'granularity'], o.dimensions, o.cubes, o.countryAlpha3);
+    return queries.adCountBuckets(req.params.ad_id, from, to, filter, granularity);
   });
 
   app.get<{ Querystring: Query }>('/v1/ads/popular_ads', { schema: popularSchema(o), config: heavyQueryConfig(o) }, async (req) => {
     const q = req.query;
     const n = intParam(q, 'count', 10, 1, o.maxTopN);
-    const window = intParam(q, 'window', 1, 1, o.maxQueryMinutes);
+    const unit = UNIT_MINUTES[granularityParam(q)];
+    const window = intParam(q, 'window', 1, 1, unit === 1 ? o.maxQueryMinutes : MAX_BUCKET_RANGE_MINUTES / unit);
     const at = minuteParam(q, 'at', false);
-    return queries.popular(n, window, at, filterParam(q, ['count', 'window', 'at'], o.dimensions, o.cubes, o.countryAlpha3));
+    return queries.popular(n, window * unit, at, filterParam(q, ['count', 'window', 'at', 'granularity'], o.dimensions, o.cubes, o.countryAlpha3));
   });
 }

@@ -23,7 +23,7 @@ const jobLinks = { type: 'object', properties: { self: { type: 'string' } } };
 
 function submitSchema(jobs: QueryJobs): FastifySchema {
   return {
-    summary: 'Start a query job (a scan of the raw stream) for a filter that is not pre-aggregated',
+    summary: 'Start a query job (DuckDB over the raw archive, and a scan of the raw stream\'s tail) for a filter that is not pre-aggregated',
     tags: ['jobs'],
     body: jobs.bodySchema(),
     response: {
@@ -58,7 +58,7 @@ const JOB_SCHEMA: FastifySchema = {
   response: {
     200: {
       description:
-        'status queued | running | done | failed | cancelled; progress {scanned_messages, total_messages, scanned_clicks, matched_clicks, fraction}; result (done) in the shape of the matching REST query; error {code, error} (failed: ADAGG_E_SCAN_LIMIT when the scan would read, count or hold more than the job limits, ADAGG_E_SCAN_FAILED when the scan failed or the gateway shut down; cancelled: ADAGG_E_JOB_CANCELLED). Only the token that submitted the job (or an admin) sees it: 404 for anyone else.',
+        'status queued | running | done | failed | cancelled; progress {scanned_messages, total_messages, scanned_clicks, matched_clicks, archive_files, archive_clicks, fraction}; result (done) in the shape of the matching REST query (an aggregated_count over more than 1440 minutes lists only the minutes with clicks); error {code, error} (failed: ADAGG_E_SCAN_LIMIT when the scan would read, count or hold more than the job limits, ADAGG_E_SCAN_FAILED when the scan failed or the gateway shut down; cancelled: ADAGG_E_JOB_CANCELLED). Only the token that submitted the job (or an admin) sees it: 404 for anyone else.',
       type: 'object',
       properties: {
         ...jobSummaryProperties,

@@ -17,8 +17,11 @@
  */
 import path from 'node:path';
 
-/** An archiver unit: a shard's click subject, the hot child subjects, or the dead-letter stream. */
-export type ArchiveUnit = `s${number}` | 'hot' | 'dlq';
+/**
+ * An archiver unit: a shard's click subject, the hot child subjects, or the dead-letter stream; `bf`:
+ * rows loaded by `adagg backfill` (subject `backfill`, seq = the backfill batch number, pos = row index).
+ */
+export type ArchiveUnit = `s${number}` | 'hot' | 'dlq' | 'bf';
 
 /** Parquet columns of raw click files, in order, with their DuckDB types. */
 export const RAW_COLUMNS = [
@@ -92,7 +95,7 @@ export function deadLetterFilePath(root: string, ms: number, fromSeq: number, to
   return path.join(deadLetterDir(root), partitionOf(ms), `dlq-${pad(fromSeq)}-${pad(toSeq)}.parquet`);
 }
 
-const FILE_RE = /^(s\d+|hot|dlq)-(\d{12,})-(\d{12,})\.parquet$/;
+const FILE_RE = /^(s\d+|hot|dlq|bf)-(\d{12,})-(\d{12,})\.parquet$/;
 
 /** The unit and sequence range a file name encodes, or undefined for any other name. */
 export function parseFileName(name: string): { unit: ArchiveUnit; fromSeq: number; toSeq: number } | undefined {

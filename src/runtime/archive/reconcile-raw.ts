@@ -127,12 +127,13 @@ applied AS (
   SELECT r.click_id, r.ad_id, r.ts, r.subject, r.seq, r.pos
   FROM raw r
   LEFT JOIN committed c ON c.subject = r.subject
-  ANTI JOIN too_old d ON d.click_id = r.click_id AND d.src_seq = r.seq
-  WHERE starts_with(r.subject, ${sqlString(q.hotSubjectPrefix)}) OR r.seq <= c.seq
+  ANTI JOIN too_old d ON d.click_id = r.click_id AND d.src_seq = r.seq AND r.subject <> 'backfill'
+  -- backfilled rows (adagg backfill, subject 'backfill') are counted by recompute: taken, after every stream row
+  WHERE starts_with(r.subject, ${sqlString(q.hotSubjectPrefix)}) OR r.seq <= c.seq OR r.subject = 'backfill'
 ),
 firsts AS (
   SELECT ad_id, ts, TRY_CAST(regexp_extract(subject, '\\.clicks\\.(\\d+)$', 1) AS INTEGER) AS shard FROM applied
-  QUALIFY row_number() OVER (PARTITION BY ad_id, click_id ORDER BY seq, pos) = 1
+  QUALIFY row_number() OVER (PARTITION BY ad_id, click_id ORDER BY subject = 'backfill', seq, pos) = 1
 )
 SELECT ad_id, ts // 60000 AS minute, count(*) AS clicks, max(shard) AS shard FROM firsts
 WHERE ts >= ${q.dayStartMs} AND ts < ${q.dayStartMs + DAY_MS}
