@@ -165,7 +165,7 @@ export function historyRows(r: HistoryResult): Row[] {
       scenario: S,
       figure: 'Parquet bytes: raw per click; per ad-minute',
       value: `${p.rawBytesPerClick.toFixed(1)} B; raw ${(day.parquetBytes / day.adMinutes).toFixed(1)} B, counts ${p.aggregateBytesPerAdMinute.toFixed(1)} B`,
-      note: `raw: ${mib(day.parquetBytes)} in ${day.files} zstd files (16-hex click ids); counts: the day's (minute, ad_id, clicks) as one zstd Parquet file ${mib(day.aggregateBytes)}, what an aggregate archive would hold (not built yet)`,
+      note: `raw: ${mib(day.parquetBytes)} in ${day.files} zstd files (16-hex click ids); counts: the day's (minute, ad_id, clicks) as one zstd Parquet file ${mib(day.aggregateBytes)}, what the aggregate archive holds per ad-minute of totals`,
     });
     rows.push({
       scenario: S,
@@ -174,7 +174,7 @@ export function historyRows(r: HistoryResult): Row[] {
       note: `INFO used_memory ${mib(day.redisBefore)} → ${mib(day.redisAfter)} for ${int(day.adMinutes)} fields in ${int(day.hashes)} hashes (${day.hashEncoding}); totals only: dimension hashes and their index come on top`,
     });
   }
-  rows.push({ scenario: S, figure: 'recompute of one day', value: 'not built yet', note: '`adagg recompute` does not exist yet (issue 10, part 4): no figure' });
+  rows.push({ scenario: S, figure: 'recompute of one day', value: 'see recompute.md', note: 'its own scenario: `npm run bench -- recompute` (the same generated day)' });
   return rows;
 }
 
@@ -235,7 +235,7 @@ export async function writeHistoryReport(dir: string, r: HistoryResult, meta: { 
     '  with DuckDB (dedupe by click id, GROUP BY ad-minute) into a temp table, streams the stored hashes into',
     '  another and compares them with a FULL OUTER JOIN in DuckDB. Then 3 stored counts are changed (+1, −5, deleted) and it must report',
     '  exactly those 3 ad-minutes.',
-    '- **recompute**: not built yet; no figure.',
+    '- **recompute**: measured by its own scenario on the same generated day (`npm run bench -- recompute`, `recompute.md`).',
     '',
   ].join('\n');
   const files = [path.join(dir, 'history.md'), path.join(dir, 'history.json')];

@@ -6,7 +6,7 @@
  * 2. A generated day (≥ 20 M clicks full, 2 M quick) written into the archive layout with DuckDB and
  *    its true counts stored in Redis; `reconcileDay` timed on it (0 mismatches), then with 3
  *    injected mismatches (exactly those found); Parquet and Redis bytes per ad-minute.
- * 3. Recompute: not built yet (no figure).
+ * 3. Recompute: its own scenario (bench/scenarios/recompute.ts), on the same generated day.
  * Writes bench/results/history.md and history.json (bench/lib/history-report.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -44,12 +44,13 @@ export interface HistoryResult {
   reconcileInjected?: ReconcileRun;
   /** The injected run found exactly the injected ad-minutes (and nothing else). */
   foundExactly?: boolean;
-  recompute: 'not built yet';
+  /** Where the recompute figures are (its own scenario). */
+  recompute: string;
 }
 
 export async function runHistory(ctx: Ctx): Promise<HistoryResult> {
   const { cfg, servers } = ctx;
-  const result: HistoryResult = { events: cfg.historyEvents, pairs: [], reconcile: [], injected: [], recompute: 'not built yet' };
+  const result: HistoryResult = { events: cfg.historyEvents, pairs: [], reconcile: [], injected: [], recompute: 'bench/results/recompute.md' };
 
   // 1. The archiver next to the pipeline (same workload, archive off then on).
   const pairs = cfg.quick ? 1 : 2;
