@@ -265,3 +265,29 @@ export async function generateDay(ctx: Ctx, spec: DaySpec): Promise<GeneratedDay
     conn.closeSync();
   }
 }
+
+/** A stored count broken on purpose, with the truth beside it. */
+export interface InjectedMismatch {
+  ad_id: string;
+  minute: string;
+  shard: number;
+  archive: number;
+  stored: number;
+  how: string;
+}
+
+/** Breaks the stored totals of the day's three sample ad-minutes: +1, −5 (when it has over 5), deleted. */
+export async function injectMismatches(rd: Redis, prefix: string, day: GeneratedDay): Promise<InjectedMismatch[]> {
+  const keys = new RedisKeys(prefix);
+  const out: InjectedMismatch[] = [];
+  for (const [i, s] of day.samples.entries()) {
+    const key = keys.counts(s.shard, s.minute, null, null);
+    let stored = 0;
+    let how = 'field deleted (stored 0)';
+    if (i === 0) [stored, how] = [await rd.hincrby(key, s.ad, 1), 'stored +1'];
+    else if (i === 1 && s.clicks > 5) [stored, how] = [await rd.hincrby(key, s.ad, -5), 'stored −5'];
+    else await rd.hdel(key, s.ad);
+    out.push({ ad_id: s.ad, minute: new Date(s.minute * 60_000).toISOString(), shard: s.shard, archive: s.clicks, stored, how });
+  }
+  return out;
+}

@@ -12,10 +12,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { freshPrefix, type Ctx } from '../lib/context.ts';
 import { archiverServiceRun, type ArchiverServiceRun } from '../lib/history-archiver.ts';
-import { generateDay, type GeneratedDay } from '../lib/history-day.ts';
+import { generateDay, injectMismatches, type GeneratedDay, type InjectedMismatch } from '../lib/history-day.ts';
 import { reconcileInChild, type ReconcileRun } from '../lib/history-reconcile.ts';
 import { int, mib, ms, rate } from '../lib/stats.ts';
 
@@ -24,14 +23,7 @@ export const HISTORY_DAY = '2025-03-14';
 /** Heap of the retry when the default heap cannot hold a reconciliation. */
 export const BIG_HEAP_MB = 16_384;
 
-export interface InjectedMismatch {
-  ad_id: string;
-  minute: string;
-  shard: number;
-  archive: number;
-  stored: number;
-  how: string;
-}
+export type { InjectedMismatch };
 
 export interface HistoryResult {
   events: number;
@@ -81,16 +73,7 @@ export async function runHistory(ctx: Ctx): Promise<HistoryResult> {
     if (!clean.ok) return result;
 
     // Three mismatches: one ad-minute counted once too often, one 5 short, one missing.
-    const keys = new RedisKeys(prefix);
-    for (const [i, s] of day.samples.entries()) {
-      const key = keys.counts(s.shard, s.minute, null, null);
-      let stored = 0;
-      let how = 'field deleted (stored 0)';
-      if (i === 0) [stored, how] = [await servers.rd.hincrby(key, s.ad, 1), 'stored +1'];
-      else if (i === 1 && s.clicks > 5) [stored, how] = [await servers.rd.hincrby(key, s.ad, -5), 'stored −5'];
-      else await servers.rd.hdel(key, s.ad);
-      result.injected.push({ ad_id: s.ad, minute: new Date(s.minute * 60_000).toISOString(), shard: s.shard, archive: s.clicks, stored, how });
-    }
+    result.injected.push(...(await injectMismatches(servers.rd, prefix, day)));
     const inj = await reconcileInChild(ctx, target, heap, `history: reconcileDay with ${result.injected.length} injected mismatches`);
     result.reconcileInjected = inj;
     logRun(ctx, 'injected', inj);

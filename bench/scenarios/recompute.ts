@@ -11,13 +11,12 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { RedisKeys } from '../../src/runtime/redis-keys.ts';
 import { freshPrefix, type Ctx, type Row } from '../lib/context.ts';
-import { generateDay, type GeneratedDay } from '../lib/history-day.ts';
+import { generateDay, injectMismatches, type GeneratedDay, type InjectedMismatch } from '../lib/history-day.ts';
 import { runBenchChild, type ChildRun } from '../lib/history-reconcile.ts';
 import { markdownTable } from '../lib/report.ts';
 import { int, mib, ms, rate } from '../lib/stats.ts';
-import { BIG_HEAP_MB, HISTORY_DAY, type InjectedMismatch } from './history.ts';
+import { BIG_HEAP_MB, HISTORY_DAY } from './history.ts';
 
 const DAY_MS = 86_400_000;
 /** The live actors' dedupe reach with the default options (horizon 1 h + max future + lateness + idle). */
@@ -51,16 +50,7 @@ export async function runRecompute(ctx: Ctx): Promise<RecomputeResult> {
   try {
     const day = await generateDay(ctx, { clicks: cfg.historyDayClicks, ads: cfg.historyAds, dupFraction: 0.01, day: HISTORY_DAY, prefix, shards: cfg.shards, root });
     result.day = day;
-    const keys = new RedisKeys(prefix);
-    for (const [i, s] of day.samples.entries()) {
-      const key = keys.counts(s.shard, s.minute, null, null);
-      let stored = 0;
-      let how = 'field deleted (stored 0)';
-      if (i === 0) [stored, how] = [await servers.rd.hincrby(key, s.ad, 1), 'stored +1'];
-      else if (i === 1 && s.clicks > 5) [stored, how] = [await servers.rd.hincrby(key, s.ad, -5), 'stored −5'];
-      else await servers.rd.hdel(key, s.ad);
-      result.injected.push({ ad_id: s.ad, minute: new Date(s.minute * 60_000).toISOString(), shard: s.shard, archive: s.clicks, stored, how });
-    }
+    result.injected.push(...(await injectMismatches(servers.rd, prefix, day)));
     const fromMs = Date.parse(`${HISTORY_DAY}T00:00:00.000Z`);
     const input = { redisUrl: servers.redisUrl, prefix, shards: cfg.shards, archiveDir: root, fromMs, toMs: fromMs + DAY_MS, marginMs: MARGIN_MS };
     // The day is held whole by the private actors (all its click ids and counts): a big heap.

@@ -294,6 +294,73 @@ describe('aggregate archiver rules (real Redis and files, simulated clock)', () 
       await rm(root, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('archives an hour again when a recompute wrote it between the archiver reading it and renaming its files', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { existsSync } = await import('node:fs');
+    const os = await import('node:os');
+    const { ManualClock } = await import('../../src/runtime/clock.ts');
+    const { silentLogger } = await import('../../src/runtime/logger.ts');
+    const { AggregateArchiver } = await import('../../src/runtime/archive/aggregate-archiver.ts');
+    const { aggHourFile } = await import('../../src/runtime/archive/aggregate-layout.ts');
+    const { archivedAdBuckets } = await import('../../src/runtime/archive/aggregate-query.ts');
+    const { startTestServers, uniquePrefix } = await import('../helpers/servers.ts');
+    const srv = await startTestServers();
+    const r = new Redis(srv.redisUrl);
+    const root = await mkdtemp(path.join(os.tmpdir(), 'adagg-agg-race-'));
+    try {
+      const k = new RedisKeys(uniquePrefix());
+      const H0 = minute(Date.parse('2025-03-01T10:00:00Z'));
+      const file = aggHourFile(root, 'minute', H0 * 60_000);
+      await r.hset(k.counts(0, H0 + 5, null, null), 'a', '2');
+      await r.hset(k.meta(0), 'seq', '5');
+      // The archiver's Redis, with a recompute slipped in at the worst moment: once the 10:00 file
+      // is renamed (the archiver read the hour before), the recompute writes 7 and raises the
+      // counter, and (as if it had looked for the file just before the rename) rewrites no file.
+      let raced = false;
+      const spied = new Proxy(r, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop !== 'get' || typeof v !== 'function') return v;
+          return async (key: string) => {
+            if (key === k.aggGen() && !raced && existsSync(file)) {
+              raced = true;
+              await target.hset(k.counts(0, H0 + 5, null, null), 'a', '7');
+              await target.incr(k.aggGen());
+            }
+            return target.get(key);
+          };
+        },
+      });
+      const clock = new ManualClock(Date.parse('2025-03-01T13:00:00Z'));
+      const a = new AggregateArchiver({
+        redis: spied,
+        keys: k,
+        shards: 1,
+        root,
+        clock,
+        log: silentLogger,
+        status: async () => ({ lastSeq: 5, sealedThrough: H0 + 130 }),
+        hotRetentionMs: 24 * HOUR,
+        intervalMs: 1000,
+        countTtlMs: 86_400_000,
+        commitSlackMs: 2000,
+        evictDelayMs: 5000,
+      });
+      await a.tick();
+      clock.advance(3000);
+      await a.tick();
+      expect((await progress2(r, k))?.through).toBeGreaterThanOrEqual(H0 * 60_000); // 10:00 archived
+      expect(raced).toBe(true);
+      const got = await archivedAdBuckets(root, 'a', { dim: null, value: null }, H0, H0 + 60, 1);
+      expect(got.get(H0 + 5)).toBe(7);
+      await a.close();
+    } finally {
+      r.disconnect();
+      await srv.stop();
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 async function progress2(r: Redis, k: RedisKeys): Promise<{ start: number; through: number; evicted: number } | undefined> {

@@ -8,8 +8,6 @@
  * too old (dead letters `too_old`, matched on (click_id, src_seq) = (click_id, seq), archived or
  * still in the dead-letter stream).
  */
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import { DeliverPolicy, jetstream, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
@@ -19,7 +17,7 @@ import { isControlMessage } from '../../model/hot-messages.ts';
 import { isRiskMessage } from '../../model/risk-messages.ts';
 import { sqlString } from './duckdb.ts';
 import { deadLetterRow } from './archive-buffer.ts';
-import { rawDir } from './layout.ts';
+import { rawFilesOfHour } from './reconcile-raw.ts';
 
 /** The subject of backfilled rows (adagg backfill). */
 export const BACKFILL_SUBJECT = 'backfill';
@@ -36,15 +34,7 @@ export interface SourceBatch {
 /** Raw files (finished `.parquet` only) of every UTC hour that overlaps [fromMs, toMs). */
 export async function rawFilesOfHours(root: string, fromMs: number, toMs: number): Promise<string[]> {
   const out: string[] = [];
-  for (let h = Math.floor(fromMs / HOUR_MS) * HOUR_MS; h < toMs; h += HOUR_MS) {
-    const iso = new Date(h).toISOString();
-    const dir = path.join(rawDir(root), `date=${iso.slice(0, 10)}`, `hour=${iso.slice(11, 13)}`);
-    const files = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [] as string[];
-      throw err;
-    });
-    for (const f of files.filter((x) => x.endsWith('.parquet')).sort()) out.push(path.join(dir, f));
-  }
+  for (let h = Math.floor(fromMs / HOUR_MS) * HOUR_MS; h < toMs; h += HOUR_MS) out.push(...(await rawFilesOfHour(root, h)));
   return out;
 }
 

@@ -78,16 +78,22 @@ export async function rawFilesAround(root: string, dayStartMs: number, marginMs:
   for (let h = Math.floor((dayStartMs - marginMs) / HOUR_MS) * HOUR_MS; h < dayStartMs; h += HOUR_MS) hours.push(h);
   for (let h = dayStartMs + DAY_MS; h < dayStartMs + DAY_MS + marginMs; h += HOUR_MS) hours.push(h);
   const out: string[] = [];
-  for (const h of hours) {
-    const iso = new Date(h).toISOString();
-    const dir = path.join(rawDir(root), `date=${iso.slice(0, 10)}`, `hour=${iso.slice(11, 13)}`);
-    const files = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [] as string[];
-      throw err;
-    });
-    for (const f of files.filter((x) => x.endsWith('.parquet')).sort()) out.push(path.join(dir, f));
-  }
+  for (const h of hours) out.push(...(await rawFilesOfHour(root, h)));
   return out;
+}
+
+/** The finished raw files (`.parquet` only, sorted) of the UTC hour starting at `hourMs`; [] when it has none. */
+export async function rawFilesOfHour(root: string, hourMs: number): Promise<string[]> {
+  const iso = new Date(hourMs).toISOString();
+  const dir = path.join(rawDir(root), `date=${iso.slice(0, 10)}`, `hour=${iso.slice(11, 13)}`);
+  const files = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  return files
+    .filter((x) => x.endsWith('.parquet'))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 /** Every dead-letter file of `day` and later days (a click of the day is refused at or after its time). */
