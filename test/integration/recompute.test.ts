@@ -123,6 +123,11 @@ beforeAll(async () => {
   nc = await connect({ servers: stack.servers.natsUrl });
   redis = new Redis(stack.servers.redisUrl);
   keys = new RedisKeys(stack.opts.prefix);
+  // Shard 1's archiver is fenced before any click arrives (as when another node takes the unit
+  // over): it stops for good, and shard 1's clicks stay in the stream only, so the recompute reads
+  // them from the stream tail while the other shards' come from the Parquet files.
+  await waitFor("shard 1's archiver holding its epoch", async () => (await redis.exists(keys.epoch('a-s1'))) === 1, { timeoutMs: 30_000 });
+  await redis.incr(keys.epoch('a-s1'));
   const now = Date.now();
   const lines: string[] = [];
   const countries = ['US', 'FR', 'DE'];
@@ -172,6 +177,10 @@ describe('adagg recompute', () => {
     const r = JSON.parse(run.stdout);
     expect(r.changes).toEqual([]);
     expect(r.clicks).toBeGreaterThanOrEqual(truth.size);
+    // Shard 1's clicks came from the stream tail (its archiver is fenced), the rest from files.
+    expect(r.tail_messages).toBeGreaterThan(0);
+    expect(r.raw_files).toBeGreaterThan(0);
+    expect(Number((await redis.hget(keys.archive('a-s1'), 'seq')) ?? 0)).toBeLessThan(Number(await redis.hget(keys.meta(1), 'seq')));
     expect(run.stderr).toMatch(/recompute: reading \d+ raw file/);
   }, 120_000);
 
