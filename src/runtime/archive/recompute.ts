@@ -9,6 +9,7 @@
  * const run = await recompute({ redis, keys, nc, prefix, shards, archiveDir, fromMs, toMs, dimensions, marginMs, actors, sealedThrough });
  * console.log(run.summary.minutes_changed, run.changes.length);
  */
+import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../../errors.ts';
@@ -22,6 +23,7 @@ import type { ShardBehaviourFactory } from '../shard-behaviour.ts';
 import { lastSequence } from '../streams.ts';
 import { topology } from '../topology.ts';
 import { duckConnection } from './duckdb.ts';
+import { parseFileName } from './layout.ts';
 import { deadLetterFilesFrom } from './reconcile-raw.ts';
 import { shardPositions, type ShardPosition } from './reconcile-stored.ts';
 import { RecomputeActors } from './recompute-actors.ts';
@@ -94,7 +96,7 @@ export interface RecomputeRun {
   tailMessages: number;
   clicks: number;
   durationMs: number;
-  /** The recomputed values (for re-diffing a shard whose stored values moved). */
+  /** The recomputed values of the shards with changes --apply may write (to diff a shard again when its stored values moved). */
   truth: FieldValues;
 }
 
@@ -179,58 +181,66 @@ export async function recompute(i: RecomputeInput): Promise<RecomputeRun> {
   ]);
   i.onProgress?.({ phase: 'files', rawFiles: rawFiles.length, deadLetterFiles: deadLetterFiles.length });
 
-  const actors = new RecomputeActors({ actors: i.actors, clock, dimensions: i.dimensions });
+  const fromMinute = i.fromMs / MINUTE_MS;
+  const toMinute = i.toMs / MINUTE_MS;
+  const minutes: number[] = [];
+  for (let m = fromMinute; m < toMinute; m++) minutes.push(m);
+  const committed = new Map(positions.map((p) => [topo.clickSubject(p.shard), p.seq]));
+  const changes: FieldChange[] = [];
+  const truth: FieldValues = new Map();
+  let fed = 0;
   let batches = 0;
   let lastReport = clock.now();
-  const feed = async (b: SourceBatch): Promise<void> => {
-    const backfill = b.subject === BACKFILL_SUBJECT;
-    const clicks = backfill ? b.clicks : b.clicks.filter((c) => !tail.tooOld.has(`${c.click_id} ${b.seq}`));
-    for (const [shard, list] of splitByShard({ ...b, clicks }, i.shards)) {
-      if (shardSet && !shardSet.has(shard)) continue;
-      await actors.apply(shard, list, backfill ? undefined : b.seq);
-    }
-    batches++;
-    if (clock.now() - lastReport >= 1000) {
-      lastReport = clock.now();
-      i.onProgress?.({ phase: 'feed', clicks: actors.fed, batches, elapsedMs: lastReport - t0 });
-    }
-  };
+  // One shard at a time: its private actor holds one shard's clicks and counts of the range, so
+  // memory follows the range divided by the shards, not the whole range. A shard reads its own
+  // files (`s<k>-…`) and the hot and backfill files (their rows are split by the ad's shard).
   const conn = await duckConnection();
   try {
-    let t = 0;
-    const tailBatches = tail.batches;
-    const rows = streamArchiveRows(conn, {
-      rawFiles,
-      deadLetterFiles,
-      committed: new Map(positions.map((p) => [topo.clickSubject(p.shard), p.seq])),
-      hotSubjectPrefix: topo.hotSubjects.slice(0, -1),
-    });
-    for await (const b of rows) {
-      // The tail's messages come after the archive's of their own subject, but interleave with
-      // other subjects' archived ones: merge by stream sequence; backfill rows after everything.
-      const limit = b.subject === BACKFILL_SUBJECT ? Infinity : b.seq;
-      while (t < tailBatches.length && tailBatches[t]!.seq < limit) await feed(tailBatches[t++]!);
-      await feed(b);
+    for (const p of positions) {
+      const shard = p.shard;
+      if (shardSet && !shardSet.has(shard)) continue;
+      const actors = new RecomputeActors({ actors: i.actors, clock, dimensions: i.dimensions });
+      const feed = async (b: SourceBatch): Promise<void> => {
+        const backfill = b.subject === BACKFILL_SUBJECT;
+        const clicks = backfill ? b.clicks : b.clicks.filter((c) => !tail.tooOld.has(`${c.click_id} ${b.seq}`));
+        const mine = splitByShard({ ...b, clicks }, i.shards).get(shard);
+        if (mine) await actors.apply(shard, mine, backfill ? undefined : b.seq);
+        batches++;
+        if (clock.now() - lastReport >= 1000) {
+          lastReport = clock.now();
+          i.onProgress?.({ phase: 'feed', clicks: fed + actors.fed, batches, elapsedMs: lastReport - t0 });
+        }
+      };
+      const own = `s${shard}`;
+      const files = rawFiles.filter((f) => {
+        const unit = parseFileName(path.basename(f))?.unit;
+        return unit === own || unit === 'hot' || unit === 'bf';
+      });
+      const tailBatches = tail.batches.filter((b) => b.subject === topo.clickSubject(shard) || !/\.clicks\.\d+$/.test(b.subject));
+      let t = 0;
+      for await (const b of streamArchiveRows(conn, { rawFiles: files, deadLetterFiles, committed, hotSubjectPrefix: topo.hotSubjects.slice(0, -1) })) {
+        // The tail's messages come after the archive's of their own subject, but interleave with
+        // other subjects' archived ones: merge by stream sequence; backfill rows after everything.
+        const limit = b.subject === BACKFILL_SUBJECT ? Infinity : b.seq;
+        while (t < tailBatches.length && tailBatches[t]!.seq < limit) await feed(tailBatches[t++]!);
+        await feed(b);
+      }
+      while (t < tailBatches.length) await feed(tailBatches[t++]!);
+      if (i.extra && i.extra.length > 0) await feed({ subject: BACKFILL_SUBJECT, seq: 0, clicks: [...i.extra] });
+      fed += actors.fed;
+      const mine = actors.fields(fromMinute, toMinute, ads);
+      i.onProgress?.({ phase: 'stored', shard, shards: positions.length });
+      const stored: FieldValues = new Map();
+      await readStoredFields(i.redis, i.keys, shard, minutes, ads, stored);
+      const found = diffFields(stored, mine);
+      changes.push(...found);
+      // Kept only where --apply may write: a shard whose stored values move meanwhile is diffed again.
+      if (found.some((c) => c.minute <= (sealed[shard] ?? -1))) for (const [k, v] of mine) truth.set(k, v);
     }
-    while (t < tailBatches.length) await feed(tailBatches[t++]!);
-    if (i.extra && i.extra.length > 0) await feed({ subject: BACKFILL_SUBJECT, seq: 0, clicks: [...i.extra] });
   } finally {
     conn.closeSync();
   }
-  i.onProgress?.({ phase: 'feed', clicks: actors.fed, batches, elapsedMs: clock.now() - t0 });
-
-  const fromMinute = i.fromMs / MINUTE_MS;
-  const toMinute = i.toMs / MINUTE_MS;
-  const truth = actors.fields(fromMinute, toMinute, ads);
-  const stored: FieldValues = new Map();
-  const minutes: number[] = [];
-  for (let m = fromMinute; m < toMinute; m++) minutes.push(m);
-  for (const p of positions) {
-    i.onProgress?.({ phase: 'stored', shard: p.shard, shards: positions.length });
-    if (shardSet && !shardSet.has(p.shard)) continue;
-    await readStoredFields(i.redis, i.keys, p.shard, minutes, ads, stored);
-  }
-  const changes = diffFields(stored, truth);
+  i.onProgress?.({ phase: 'feed', clicks: fed, batches, elapsedMs: clock.now() - t0 });
   const applicable: FieldChange[] = [];
   const skipped: SkippedChange[] = [];
   for (const c of changes) {
@@ -249,7 +259,7 @@ export async function recompute(i: RecomputeInput): Promise<RecomputeRun> {
     sealed,
     rawFiles: rawFiles.length,
     tailMessages: tail.messages,
-    clicks: actors.fed,
+    clicks: fed,
     durationMs: clock.now() - t0,
     truth,
   };
