@@ -1,6 +1,6 @@
-import { jetstreamManager, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import { JetStreamApiError, jetstreamManager, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { NoRespondersError, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import { AdaggError, ErrorCode } from '../errors.ts';
 import type { Topology } from './topology.ts';
 
@@ -16,6 +16,8 @@ export interface StreamSetup {
   dlqMaxBytes?: number | undefined;
   /** Size bound of the corrections stream. @default 256 MiB */
   correctionsMaxBytes?: number | undefined;
+  /** How long transient JetStream API failures are retried (STREAM_SETUP_RETRY_MS). @default 60000 */
+  setupRetryMs?: number | undefined;
 }
 
 const nanos = (ms: number): number => ms * 1_000_000;
@@ -53,6 +55,30 @@ function limits(s: StreamSetup): { clicks: Partial<StreamConfig>; dlq: Partial<S
  * streams too (streams made by older versions had none).
  */
 export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSetup): Promise<JetStreamManager> {
+  // Transient JetStream API failures (a request timing out on a loaded server, no responders or a
+  // 503 while a cluster elects its meta leader) are retried for a while rather than ending the
+  // process that is starting: the set-up is idempotent.
+  const deadline = Date.now() + (s.setupRetryMs ?? STREAM_SETUP_RETRY_MS);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ensureStreamsOnce(nc, t, s);
+    } catch (err) {
+      const delay = Math.min(4000, 250 * 2 ** attempt);
+      if (!isTransientJsError(err) || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+/** How long a process's stream set-up retries transient JetStream API failures. */
+export const STREAM_SETUP_RETRY_MS = 60_000;
+
+/** A JetStream API failure that a retry may not meet: a timeout, no responders, a 503. */
+export function isTransientJsError(err: unknown): boolean {
+  return err instanceof TimeoutError || err instanceof NoRespondersError || (err instanceof JetStreamApiError && err.status === 503);
+}
+
+async function ensureStreamsOnce(nc: NatsConnection, t: Topology, s: StreamSetup): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
   const lim = limits(s);
   const existing = await jsm.streams.info(t.clicksStream).catch(() => null);
