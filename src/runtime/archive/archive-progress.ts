@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { AdaggError, ErrorCode } from '../../errors.ts';
@@ -9,6 +9,7 @@ import { fsyncPath } from './archive-buffer.ts';
 import { parseFileName } from './layout.ts';
 import { FENCED_STEP_PRELUDE } from '../fenced-step-lua.ts';
 import { takeEpoch } from '../fencing-epoch.ts';
+import { fileExists } from './file-exists.ts';
 
 /**
  * An archiver's progress, one fenced atomic step (the archive's analogue of a shard commit):
@@ -98,15 +99,6 @@ declare module 'ioredis' {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 /**
  * Moves committed files to their final paths: a pair whose final file exists is done; one whose
@@ -118,7 +110,7 @@ export async function completeRenames(pairs: readonly PendingPair[]): Promise<Pe
   const missing: PendingPair[] = [];
   const dirs = new Set<string>();
   for (const [tmp, final] of pairs) {
-    if (await exists(final)) continue;
+    if (await fileExists(final)) continue;
     const dir = path.dirname(final);
     await mkdir(dir, { recursive: true });
     try {
@@ -126,7 +118,7 @@ export async function completeRenames(pairs: readonly PendingPair[]): Promise<Pe
       dirs.add(dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      if (!(await exists(final))) missing.push([tmp, final]);
+      if (!(await fileExists(final))) missing.push([tmp, final]);
     }
   }
   for (const d of dirs) await fsyncPath(d);

@@ -4,7 +4,6 @@
  * archive already holds. The gateway's executor (src/gateway/query-job-executor.ts) joins this
  * with a raw scan of the tail.
  */
-import { stat } from 'node:fs/promises';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../redis-keys.ts';
@@ -13,6 +12,7 @@ import { archivedPairsSql, archiveJobSql, rawFilesBetween, type ArchiveJobQuery 
 import { archiverUnitId } from './archiver.ts';
 import { duckConnection } from './duckdb.ts';
 import { deadLetterFilesFrom } from './reconcile-raw.ts';
+import { fileExists } from './file-exists.ts';
 
 /** Each unit's cut: the last stream sequence the job takes from the archive (0: nothing). */
 export interface ArchiveCuts {
@@ -40,15 +40,6 @@ export interface ArchiveQuerySourceOptions {
   marginMs: number;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 /** The recorded staged → final pairs of a unit's last commit (an unreadable list counts as none). */
 function pendingOf(raw: string | undefined): PendingPair[] {
@@ -85,7 +76,7 @@ export class ArchiveQuerySource {
       let cut = Number(seq ?? 0);
       const pairs = pendingOf(pending ?? undefined);
       for (const [, final] of pairs) {
-        if (!(await exists(final))) {
+        if (!(await fileExists(final))) {
           cut = Math.min(cut, (rangeStart(pairs) ?? cut + 1) - 1);
           break;
         }

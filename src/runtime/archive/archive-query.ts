@@ -21,6 +21,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { sqlString } from './duckdb.ts';
+import { sqlList, subjectSeqsSql, tooOldCopiesSql } from './archive-sql.ts';
 import { rawDir } from './layout.ts';
 
 const HOUR_MS = 3_600_000;
@@ -62,29 +63,20 @@ function attrExpr(name: string): string {
   return `json_extract_string(attrs, ${sqlString(`$."${name}"`)})`;
 }
 
-const fileList = (files: readonly string[]): string => `[${files.map(sqlString).join(', ')}]`;
-
 /**
  * The rows the actors applied, as a CTE body: the archived rows up to each unit's cut (and the
  * backfilled ones), without the too-old refusals. `rank` orders backfilled rows after stream rows.
  */
 function appliedSql(q: Pick<ArchiveJobQuery, 'rawFiles' | 'deadLetterFiles' | 'cuts' | 'hotPrefix' | 'hotCut' | 'adId' | 'fromMs'>): string {
-  const cuts =
-    q.cuts.size === 0
-      ? `SELECT NULL::VARCHAR AS subject, NULL::UBIGINT AS seq WHERE false`
-      : `SELECT * FROM (VALUES ${[...q.cuts].map(([s, n]) => `(${sqlString(s)}, ${Math.max(0, Math.floor(n))}::UBIGINT)`).join(', ')}) t(subject, seq)`;
-  const tooOld =
-    q.deadLetterFiles.length === 0
-      ? `SELECT NULL::VARCHAR AS click_id, NULL::UBIGINT AS src_seq WHERE false`
-      : `SELECT DISTINCT click_id, src_seq FROM read_parquet(${fileList(q.deadLetterFiles)}, hive_partitioning = false)
-         WHERE reason = 'too_old' AND click_id IS NOT NULL AND src_seq IS NOT NULL AND ts >= ${Math.floor(q.fromMs) - DAY_MS}`;
+  const cuts = subjectSeqsSql(q.cuts);
+  const tooOld = tooOldCopiesSql(q.deadLetterFiles, `ts >= ${Math.floor(q.fromMs) - DAY_MS}`);
   const ad = q.adId === undefined ? '' : `WHERE ad_id = ${sqlString(q.adId)}`;
   // NOT MATERIALIZED: a query reads `applied` twice (candidates, then first copies); materialized,
   // every row of the range would be copied first (measured: 8 M rows, 30 s instead of 5-8 s).
   return `
 raw AS NOT MATERIALIZED (
   SELECT click_id, ad_id, ts, user_id, ip, country, attrs, subject, seq, pos
-  FROM read_parquet(${fileList(q.rawFiles)}, hive_partitioning = false) ${ad}
+  FROM read_parquet(${sqlList(q.rawFiles)}, hive_partitioning = false) ${ad}
 ),
 cuts AS (${cuts}),
 too_old AS (${tooOld}),

@@ -16,6 +16,7 @@ import type { Click } from '../../model/click.ts';
 import { isControlMessage } from '../../model/hot-messages.ts';
 import { isRiskMessage } from '../../model/risk-messages.ts';
 import { sqlString } from './duckdb.ts';
+import { sqlList, subjectSeqsSql, tooOldCopiesSql } from './archive-sql.ts';
 import { deadLetterRow } from './archive-buffer.ts';
 import { rawFilesOfHour } from './reconcile-raw.ts';
 
@@ -49,23 +50,14 @@ export interface ArchiveRowsQuery {
   ads?: ReadonlySet<string> | undefined;
 }
 
-const list = (xs: Iterable<string>): string => `[${[...xs].map(sqlString).join(', ')}]`;
-
 /** The SQL of {@link streamArchiveRows}: applied rows, too-old copies removed, stream rows by seq then backfill rows. */
 export function archiveRowsSql(q: ArchiveRowsQuery): string {
-  const committed =
-    q.committed.size === 0
-      ? `SELECT NULL::VARCHAR AS subject, NULL::UBIGINT AS seq WHERE false`
-      : `SELECT * FROM (VALUES ${[...q.committed].map(([s, n]) => `(${sqlString(s)}, ${Math.max(0, Math.floor(n))}::UBIGINT)`).join(', ')}) t(subject, seq)`;
-  const tooOld =
-    q.deadLetterFiles.length === 0
-      ? `SELECT NULL::VARCHAR AS click_id, NULL::UBIGINT AS src_seq WHERE false`
-      : `SELECT DISTINCT click_id, src_seq FROM read_parquet(${list(q.deadLetterFiles)}, hive_partitioning = false)
-         WHERE reason = 'too_old' AND click_id IS NOT NULL AND src_seq IS NOT NULL`;
-  const ads = q.ads ? `AND r.ad_id IN (SELECT unnest(${list(q.ads)}))` : '';
+  const committed = subjectSeqsSql(q.committed);
+  const tooOld = tooOldCopiesSql(q.deadLetterFiles);
+  const ads = q.ads ? `AND r.ad_id IN (SELECT unnest(${sqlList(q.ads)}))` : '';
   return `
 WITH raw AS (
-  SELECT click_id, ad_id, ts, user_id, ip, country, attrs, subject, seq, pos FROM read_parquet(${list(q.rawFiles)}, hive_partitioning = false)
+  SELECT click_id, ad_id, ts, user_id, ip, country, attrs, subject, seq, pos FROM read_parquet(${sqlList(q.rawFiles)}, hive_partitioning = false)
 ),
 committed AS (${committed}),
 too_old AS (${tooOld})

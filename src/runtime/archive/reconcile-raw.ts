@@ -18,6 +18,7 @@ import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { deadLetterDir, rawDir } from './layout.ts';
 import { sqlString } from './duckdb.ts';
+import { sqlList, subjectSeqsSql, tooOldCopiesSql } from './archive-sql.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -109,23 +110,13 @@ export async function deadLetterFilesFrom(root: string, day: string): Promise<st
   return out;
 }
 
-const fileList = (files: readonly string[]): string => `[${files.map(sqlString).join(', ')}]`;
-
 /** The SQL of {@link rawCounts} (exported for tests and for reading). */
 export function rawCountsSql(q: RawQuery): string {
-  const committed =
-    q.committed.size === 0
-      ? `SELECT NULL::VARCHAR AS subject, NULL::UBIGINT AS seq WHERE false`
-      : `SELECT * FROM (VALUES ${[...q.committed].map(([s, n]) => `(${sqlString(s)}, ${Math.max(0, Math.floor(n))}::UBIGINT)`).join(', ')}) t(subject, seq)`;
-  const tooOld =
-    q.deadLetterFiles.length === 0
-      ? `SELECT NULL::VARCHAR AS click_id, NULL::UBIGINT AS src_seq WHERE false`
-      : `SELECT DISTINCT click_id, src_seq FROM read_parquet(${fileList(q.deadLetterFiles)}, hive_partitioning = false)
-         WHERE reason = 'too_old' AND click_id IS NOT NULL AND src_seq IS NOT NULL
-           AND ts >= ${q.dayStartMs} AND ts < ${q.dayStartMs + DAY_MS}`;
+  const committed = subjectSeqsSql(q.committed);
+  const tooOld = tooOldCopiesSql(q.deadLetterFiles, `ts >= ${q.dayStartMs} AND ts < ${q.dayStartMs + DAY_MS}`);
   return `
 WITH raw AS (
-  SELECT click_id, ad_id, ts, subject, seq, pos FROM read_parquet(${fileList(q.rawFiles)}, hive_partitioning = false)
+  SELECT click_id, ad_id, ts, subject, seq, pos FROM read_parquet(${sqlList(q.rawFiles)}, hive_partitioning = false)
 ),
 committed AS (${committed}),
 too_old AS (${tooOld}),
