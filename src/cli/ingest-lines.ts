@@ -3,6 +3,7 @@
  * --follow` so that both give a log line the same click_id: hash(file identity # first line) +
  * the line's byte offset. Re-reading a file, one-shot or followed, never double counts.
  */
+import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { deriveClickId, isLogLine, parseLogLine } from '../model/log-format.ts';
@@ -55,4 +56,24 @@ export function lineRecord(l: FileLine, source: string): LineRecord {
   const parsed = parseLogLine(trimmed, deriveClickId(source, l.offset));
   if (!parsed.ok) return { kind: 'reject', code: parsed.rejection.code, error: parsed.rejection.error };
   return { kind: 'send', body: JSON.stringify(parsed.value) };
+}
+
+/** The lines of a file (`-`: stdin) with their byte offsets and numbers; a last line without a newline too. */
+export async function* readLines(file: string): AsyncGenerator<FileLine> {
+  const stream = file === '-' ? process.stdin : createReadStream(file);
+  let buf: Buffer = Buffer.alloc(0);
+  let base = 0;
+  let line = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
+      line++;
+      yield fileLine(buf.subarray(start, nl), base + start, line);
+      start = nl + 1;
+    }
+    base += start;
+    buf = buf.subarray(start);
+  }
+  if (buf.length > 0) yield fileLine(buf, base, line + 1);
 }

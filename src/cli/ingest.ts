@@ -1,6 +1,5 @@
-import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { fileLine, isKeyLine, keyLineHash, lineRecord, type FileLine } from './ingest-lines.ts';
+import { isKeyLine, keyLineHash, lineRecord, readLines } from './ingest-lines.ts';
 import { postClicks } from './ingest-post.ts';
 import { Progress } from './progress.ts';
 
@@ -82,21 +81,3 @@ export async function ingestFiles(files: readonly string[], o: IngestCliOptions,
   return sum;
 }
 
-async function* readLines(file: string): AsyncGenerator<FileLine> {
-  const stream = file === '-' ? process.stdin : createReadStream(file);
-  let buf: Buffer = Buffer.alloc(0);
-  let base = 0;
-  let line = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-    let start = 0;
-    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
-      line++;
-      yield fileLine(buf.subarray(start, nl), base + start, line);
-      start = nl + 1;
-    }
-    base += start;
-    buf = buf.subarray(start);
-  }
-  if (buf.length > 0) yield fileLine(buf, base, line + 1);
-}

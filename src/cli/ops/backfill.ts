@@ -6,7 +6,6 @@
  * one by one with a code, the valid ones beside them are loaded. Exit 0: done; 3: done, with
  * refused lines; 1: an error; 2: usage.
  */
-import { createReadStream } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,7 +20,7 @@ import { RedisKeys } from '../../runtime/redis-keys.ts';
 import { topology } from '../../runtime/topology.ts';
 import { backfill, type BackfillProgress } from '../../runtime/archive/backfill.ts';
 import { tooOldLetterClicks } from '../../runtime/archive/backfill-letters.ts';
-import { fileLine, isKeyLine, keyLineHash, lineRecord, type FileLine } from '../ingest-lines.ts';
+import { isKeyLine, keyLineHash, lineRecord, readLines } from '../ingest-lines.ts';
 import { UsageError, withOps } from './context.ts';
 import { parseMinuteArg, printRun, recomputeProgress, recomputeWiring, runJson } from './recompute.ts';
 import { formatCount } from './table.ts';
@@ -59,23 +58,6 @@ interface BadLine {
   error: string;
 }
 
-async function* readLines(file: string): AsyncGenerator<FileLine> {
-  const stream = file === '-' ? process.stdin : createReadStream(file);
-  let buf: Buffer = Buffer.alloc(0);
-  let base = 0;
-  let line = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-    let start = 0;
-    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
-      yield fileLine(buf.subarray(start, nl), base + start, ++line);
-      start = nl + 1;
-    }
-    base += start;
-    buf = buf.subarray(start);
-  }
-  if (buf.length > 0) yield fileLine(buf, base, ++line);
-}
 
 /** Parses and validates the files' lines; clicks newer than `newestMs` are refused as too_recent. */
 async function readClicks(files: readonly string[], o: { sourceId?: string | undefined; nowMs: number; newestMs: number; maxFutureMs: number; countryAlpha3: string }): Promise<{ clicks: Click[]; bad: BadLine[]; lines: number }> {
