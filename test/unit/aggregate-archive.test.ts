@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyArchivedChanges } from '../../src/runtime/archive/aggregate-apply.ts';
-import { aggTable, appendRow, dropTable, exists, readAgg, rollupDay, rollupHour, writeAtomically, type AggRow } from '../../src/runtime/archive/aggregate-files.ts';
+import { aggTable, appendRow, dropTable, readAgg, rollupDay, rollupHour, writeAtomically, type AggRow } from '../../src/runtime/archive/aggregate-files.ts';
+import { fileExists } from '../../src/runtime/archive/file-exists.ts';
 import { aggDayFile, aggHourFile } from '../../src/runtime/archive/aggregate-layout.ts';
 import { archivedAdBuckets, archivedTotals, planFiles } from '../../src/runtime/archive/aggregate-query.ts';
 import { duckConnection } from '../../src/runtime/archive/duckdb.ts';
@@ -104,7 +105,7 @@ describe('aggregate archive files', () => {
       { ad_id: 'A', minute: D0 + 1440 + 3, dim: null, value: null, count: 1 }, // 2024-01-02: not archived
     ]);
     expect(res).toEqual({ hours: [D0 * 60_000], days: [D0 * 60_000] });
-    expect(await exists(aggHourFile(dir, 'minute', (D0 + 1440) * 60_000))).toBe(false);
+    expect(await fileExists(aggHourFile(dir, 'minute', (D0 + 1440) * 60_000))).toBe(false);
     expect(await readAll(aggHourFile(dir, 'minute', D0 * 60_000))).toEqual([
       [D0 + 5, 'A', null, null, 5],
       [D0 + 5, 'A', 'country', 'US', 2],

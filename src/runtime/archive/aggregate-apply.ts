@@ -9,7 +9,8 @@
  */
 import { duckConnection } from './duckdb.ts';
 import { aggDayFile, aggHourFile, DAY_MS, HOUR_MS } from './aggregate-layout.ts';
-import { aggTable, appendRow, dropTable, exists, readAgg, rollupDay, rollupHour, writeAtomically, type AggRow } from './aggregate-files.ts';
+import { aggTable, appendRow, dropTable, readAgg, rollupDay, rollupHour, writeAtomically, type AggRow } from './aggregate-files.ts';
+import { fileExists } from './file-exists.ts';
 
 /** The new stored value of one count field of one minute (0: the field is gone). */
 export interface ArchivedChange {
@@ -49,11 +50,11 @@ export async function applyArchivedChanges(dir: string, changes: ReadonlyArray<A
   try {
     for (const h of [...byHour.keys()].sort((a, b) => a - b)) {
       const file = aggHourFile(dir, 'minute', h);
-      if (!(await exists(file))) continue;
+      if (!(await fileExists(file))) continue;
       await rewriteHour(conn, dir, h, [...byHour.get(h)!.values()]);
       hours.push(h);
       const day = Math.floor(h / DAY_MS) * DAY_MS;
-      if (await exists(aggDayFile(dir, day))) days.add(day);
+      if (await fileExists(aggDayFile(dir, day))) days.add(day);
     }
     const dayList = [...days].sort((a, b) => a - b);
     for (const d of dayList) await rollupDay(conn, dir, d);

@@ -4,10 +4,11 @@
  * file or the new one, never a part; a crash leaves at most a staged file (removed at the next run).
  * Rollups are computed from the tier below with SQL, never from Redis again.
  */
-import { access, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { fsyncPath } from './archive-buffer.ts';
+import { fileExists } from './file-exists.ts';
 import { sqlString } from './duckdb.ts';
 import { aggColumnsSql, aggDayFile, aggHourFile, aggStagingDir, DAY_MS, HOUR_MS } from './aggregate-layout.ts';
 
@@ -43,15 +44,6 @@ export function appendRow(a: DuckDBAppender, r: AggRow): void {
   else a.appendVarchar(r.value);
   a.appendBigInt(BigInt(r.count));
   a.endRow();
-}
-
-export async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -109,7 +101,7 @@ export async function rollupDay(conn: DuckDBConnection, root: string, dayMs: num
   const files: string[] = [];
   for (let h = dayMs; h < dayMs + DAY_MS; h += HOUR_MS) {
     const f = aggHourFile(root, 'hour', h);
-    if (await exists(f)) files.push(f);
+    if (await fileExists(f)) files.push(f);
   }
   const start = dayMs / 60_000;
   const final = aggDayFile(root, dayMs);

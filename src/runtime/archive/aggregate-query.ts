@@ -7,7 +7,8 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { duckConnection, sqlString } from './duckdb.ts';
 import { aggDayFile, aggHourFile, DAY_MINUTES, HOUR_MINUTES, type AggTier } from './aggregate-layout.ts';
-import { exists, readAgg } from './aggregate-files.ts';
+import { readAgg } from './aggregate-files.ts';
+import { fileExists } from './file-exists.ts';
 
 /** A count field: the ad's total (dim null) or one dimension value. */
 export interface AggField {
@@ -56,7 +57,7 @@ async function planPaths(root: string, plan: FilePlan): Promise<string[]> {
     ...plan.hours.map((h) => aggHourFile(root, 'hour', h * 60_000)),
     ...plan.minuteHours.map((h) => aggHourFile(root, 'minute', h * 60_000)),
   ];
-  const found = await Promise.all(paths.map(async (p) => ((await exists(p)) ? p : undefined)));
+  const found = await Promise.all(paths.map(async (p) => ((await fileExists(p)) ? p : undefined)));
   return found.filter((p): p is string => p !== undefined);
 }
 
