@@ -17,7 +17,7 @@ import { MinuteCounts } from './shard/minute-counts.ts';
 import { ShardRankings } from './shard/rankings.ts';
 import { applyVerdictChanges } from './shard/risk-counts.ts';
 import type { RiskEngine } from './shard/risk-engine.ts';
-import { newRiskEngine, riskRulesOf } from './shard/risk-setup.ts';
+import { applyRiskMessage } from './shard/risk-setup.ts';
 import { encodeShardHead, freshDedup, NO_TIME, readShardImage, type ShardImage } from './shard/shard-codec.ts';
 import type { ShardDedup } from './shard/shard-dedup.ts';
 import { ShardWindows } from './shard/windows.ts';
@@ -162,20 +162,9 @@ export class ShardActor implements ShardBehaviour {
     if (seq <= this.seq) return { skipped: true };
     const res: RiskResult = { skipped: false };
     if (typeof this.config.shard === 'number' && this.config.shards !== undefined && !this.hot.childEnded) {
-      const place = { unit: this.config.shard, partitions: this.config.shards };
-      let changes: ReturnType<RiskEngine['add']> = [];
-      if (msg.kind === 'rules') {
-        const rules = riskRulesOf(msg.version, msg.rules);
-        if (this.risk) changes = this.risk.setRules(rules, seq);
-        else if (rules.rules.length > 0) this.risk = newRiskEngine(rules, place);
-      } else {
-        this.risk ??= newRiskEngine(riskRulesOf('', []), place);
-        const items = msg.kind === 'batch' ? msg.items : [msg];
-        const presence = items.filter((m) => m.kind === 'presence');
-        const verdicts = items.filter((m) => m.kind === 'verdict');
-        if (presence.length > 0) this.risk.applyPresences(presence, seq);
-        if (verdicts.length > 0) changes = this.risk.applyVerdicts(verdicts, seq);
-      }
+      const r = applyRiskMessage(this.risk, msg, seq, { unit: this.config.shard, partitions: this.config.shards });
+      this.risk = r.engine;
+      const changes = r.changes;
       const moved = await applyVerdictChanges(this.windows, this.config.dimensions, changes);
       if (hasMoves(moved.tally)) res.risk = moved.tally;
     }

@@ -2,9 +2,8 @@ import { AdaggError, ErrorCode } from '../errors.ts';
 import { decodeBatch } from '../model/batch-codec.ts';
 import { decodeControl, isControlMessage } from '../model/hot-messages.ts';
 import { decodeRiskMessage, isRiskMessage } from '../model/risk-messages.ts';
-import type { ShardQuery, ShardQueryResult } from '../model/shard-queries.ts';
 import { tooOldLetters } from './dead-letter.ts';
-import type { CountWrite, ShardCommit, UnitId } from '../model/shard-state.ts';
+import type { ShardCommit, UnitId } from '../model/shard-state.ts';
 import { AckedClicks } from './acked-clicks.ts';
 import { correctionRecords } from './corrections-outbox.ts';
 import type { TimerHandle } from './clock.ts';
@@ -12,25 +11,8 @@ import { Mailbox } from './mailbox.ts';
 import { answerQuery, type ShardBehaviour } from './shard-behaviour.ts';
 import type { StreamMessage } from './shard-feed.ts';
 import type { ShardFeedPort, ShardHostDeps, ShardHostOptions } from './shard-host-deps.ts';
-
-/** Where a query's answer goes: the asker's promise. */
-export interface QueryReply {
-  resolve(result: ShardQueryResult): void;
-  reject(err: unknown): void;
-}
-
-/**
- * Messages of a shard actor's mailbox: a typed union, never code to run. Stream messages wait in
- * the bounded ordinary lane; queries wait in the bounded priority lane and are answered before the
- * next stream message (between two messages the actor's state is always consistent).
- */
-export type ShardMsg =
-  | { type: 'batch'; m: StreamMessage }
-  | { type: 'tick' }
-  /** Closed minutes read back for the live rankings after a restore (or the error reading them). */
-  | { type: 'warm'; minutes: number[]; decode?: () => CountWrite[]; err?: unknown }
-  | { type: 'query'; query: ShardQuery; reply: QueryReply }
-  | { type: 'stop' };
+import type { QueryReply, ShardMsg } from './shard-mailbox-msg.ts';
+import type { ShardQuery, ShardQueryResult } from '../model/shard-queries.ts';
 
 /**
  * One incarnation of a shard actor: restored from its committed state under one owner epoch, it

@@ -1,7 +1,7 @@
 /**
  * The shard's click-id dedupe table: the 64-bit hashes of the click ids counted within the
  * correction horizon, each with the event-time bucket it was last seen in, so a repeated click_id
- * is counted once; plus the change log the actor persists as append-only blocks.
+ * is counted once; plus the change log (dedup-log.ts) the actor persists as append-only blocks.
  *
  * ```ts
  * const d = new ClickDedup({ bucketMinutes: ClickDedup.bucketMinutesFor(66) });
@@ -13,75 +13,14 @@
  *
  * @module
  */
-import {
-  EMPTY_KEY,
-  bytesLE,
-  checkOrderedSlots,
-  corrupt,
-  placeOrdered,
-  readBlocks,
-  readImage,
-  sortUniqueRecords,
-} from './dedup-sort.ts';
-
 import { fnv1a32Utf16, murmur3_32 } from './click-hash.ts';
+import { DedupLog } from './dedup-log.ts';
+import { EMPTY_KEY, checkOrderedSlots, corrupt, placeOrdered, readBlocks, readImage, sortUniqueRecords, writeImage } from './dedup-sort.ts';
+import { GROW_ABOVE, GROW_TO, MAX_CAPACITY, MIN_CAPACITY, RESIDUES, RESTORE_LOAD, SHRINK_BELOW, SHRINK_TO, SPAN, TWO_32 } from './dedup-layout.ts';
+import { bucketMinutesFor, capacityFor, mod255, slackFor, slotsFor, tagOf, type ClickDedupOptions, type DedupBlock, type DedupChanges } from './dedup-layout.ts';
 
 export { DEDUP_HASH_BITS, MURMUR_SEED, collisionBound, fnv1a32Utf16, murmur3_32 } from './click-hash.ts';
-
-/** Tag residues: a slot's tag is 1 + (bucket mod 255); 0 marks an empty slot. */
-const RESIDUES = 255;
-/** Widest span of live buckets; below 255 so that live buckets have distinct tags (see the class doc). */
-const SPAN = 250;
-const MIN_CAPACITY = 1024;
-const MAX_CAPACITY = 2 ** 29; // 2^30 key words (4 GiB) is the largest Uint32Array worth making
-/** Load = ids / home slots, held in [0.76, 0.93] so that 9 bytes per slot stay under 12 per id. */
-const GROW_ABOVE = 0.93;
-const GROW_TO = 0.77;
-const SHRINK_BELOW = 0.76;
-const SHRINK_TO = 0.88;
-const RESTORE_LOAD = 0.85;
-const ENTRY_BYTES = 12; // toBytes: u32 h + u32 l + i32 minute
-const TWO_32 = 4294967296;
-
-const mod255 = (x: number): number => ((x % RESIDUES) + RESIDUES) % RESIDUES;
-const tagOf = (bucket: number): number => mod255(bucket) + 1;
-/** Slots past the last home slot, so that runs near the end never wrap around. */
-const slackFor = (cap: number): number => 64 + (cap >>> 10);
-/** Slot count: home slots + slack, rounded up to whole 4-tag words. */
-const slotsFor = (cap: number, slack: number): number => (cap + slack + 3) & ~3;
-
-function capacityFor(n: number, load: number): number {
-  const cap = Math.max(MIN_CAPACITY, Math.ceil(n / load));
-  if (cap > MAX_CAPACITY) throw new RangeError(`ClickDedup is full (${n} ids)`);
-  return cap;
-}
-
-/** Options of {@link ClickDedup}. */
-export interface ClickDedupOptions {
-  /**
-   * Minutes per event-time bucket: ids are kept, persisted and expired per bucket, and the live
-   * buckets must fit in 250 of them; derive it with {@link ClickDedup.bucketMinutesFor}.
-   * @default 1
-   */
-  bucketMinutes?: number;
-  /** Home slots to start with (at least 1024); pre-sizing for a known count skips growth steps. @default 1024 */
-  initialCapacity?: number;
-}
-
-/** One persisted block: ids recorded in one bucket, as 8-byte records (u32 h LE, u32 l LE). */
-export interface DedupBlock {
-  /** First minute of the bucket (bucket * bucketMinutes): the block's key. */
-  block: number;
-  bytes: Uint8Array;
-}
-
-/** What {@link ClickDedup.takeChanges} hands to the store, both in ascending block order. */
-export interface DedupChanges {
-  /** Records to append to each block. */
-  appends: DedupBlock[];
-  /** Blocks that expired: delete them. Never also in `appends`. */
-  dropped: number[];
-}
+export type { ClickDedupOptions, DedupBlock, DedupChanges } from './dedup-layout.ts';
 
 /**
  * Set of click ids (as 64-bit hashes) with the event-time bucket each was last seen in, so a shard
@@ -131,10 +70,7 @@ export class ClickDedup {
   #rot = 0; // lo mod 255
   #top = -Infinity; // newest bucket held; -Infinity when empty
   readonly #count = new Int32Array(256); // ids per tag
-  readonly #used = new Uint8Array(256); // per tag: its live block has records, persisted or pending
-  readonly #logs = new Array<Uint32Array | undefined>(256); // pending (h, l) per tag
-  readonly #logLen = new Int32Array(256); // u32 words used in #logs
-  #dropped: number[] = [];
+  readonly #log = new DedupLog();
 
   constructor(opts: ClickDedupOptions = {}) {
     const g = opts.bucketMinutes ?? 1, c = opts.initialCapacity ?? MIN_CAPACITY;
@@ -159,11 +95,7 @@ export class ClickDedup {
    * `spanMinutes` (retention + max future + lateness): its live buckets then fit the tags' window.
    */
   static bucketMinutesFor(spanMinutes: number): number {
-    if (!Number.isFinite(spanMinutes) || spanMinutes < 0) throw new RangeError(`bad span ${spanMinutes}`);
-    let g = Math.max(1, Math.ceil(spanMinutes / (SPAN - 2)));
-    while (g > 1 && Math.ceil(spanMinutes / (g - 1)) + 2 <= SPAN) g--;
-    while (Math.ceil(spanMinutes / g) + 2 > SPAN) g++;
-    return g;
+    return bucketMinutesFor(spanMinutes);
   }
 
   /** Minutes per bucket. */
@@ -204,7 +136,7 @@ export class ClickDedup {
           tags[i] = tag;
           this.#count[t]!--;
           this.#count[tag]!++;
-          this.#record(tag, h, l);
+          this.#log.record(tag, h, l);
         }
         return false;
       }
@@ -239,7 +171,7 @@ export class ClickDedup {
       (keys[2 * i] = l), (keys[2 * i + 1] = h), (tags[i] = tag);
       this.#size++;
       this.#count[tag]!++;
-      this.#record(tag, h, l);
+      this.#log.record(tag, h, l);
       return true;
     }
   }
@@ -288,21 +220,16 @@ export class ClickDedup {
     const appends: DedupBlock[] = [];
     // Live blocks lie in [lo, top], at most 251 of them; an empty table has none (lo may be -Infinity).
     for (let b = this.#lo; this.#size > 0 && b <= this.#top; b++) {
-      const t = tagOf(b), n = this.#logLen[t]!;
-      if (n === 0) continue;
-      appends.push({ block: b * this.#g, bytes: bytesLE(this.#logs[t]!, n) });
-      this.#logs[t] = undefined;
-      this.#logLen[t] = 0;
+      const bytes = this.#log.take(tagOf(b));
+      if (bytes !== undefined) appends.push({ block: b * this.#g, bytes });
     }
-    const dropped = this.#dropped;
-    this.#dropped = [];
-    return { appends, dropped };
+    return { appends, dropped: this.#log.takeDropped() };
   }
 
   /** Every live block (ascending) that has records, persisted or pending: what the store should hold. */
   blocks(): number[] {
     const out: number[] = [];
-    for (let b = this.#lo; this.#size > 0 && b <= this.#top; b++) if (this.#used[tagOf(b)] === 1) out.push(b * this.#g);
+    for (let b = this.#lo; this.#size > 0 && b <= this.#top; b++) if (this.#log.used(tagOf(b))) out.push(b * this.#g);
     return out;
   }
 
@@ -321,7 +248,7 @@ export class ClickDedup {
     const floor = opts.minMinute === undefined ? -Infinity : Math.floor(opts.minMinute / d.#g);
     const r = readBlocks(blocks, d.#g, floor, SPAN);
     d.#load(r.keys, r.offs, r.n, floor, r.lo, r.top);
-    for (const b of r.buckets) d.#used[tagOf(b)] = 1;
+    for (const b of r.buckets) d.#log.markUsed(tagOf(b));
     return d;
   }
 
@@ -330,20 +257,9 @@ export class ClickDedup {
    * the first minute of its bucket. The format of hot-ad final reports (ID_BYTES = 12).
    */
   toBytes(): Uint8Array {
-    const out = new Uint8Array(4 + this.#size * ENTRY_BYTES), dv = new DataView(out.buffer);
-    dv.setUint32(0, this.#size, true);
     const minuteOf = new Float64Array(256); // clamped: a bucket's first minute can precede -2^31
     for (let t = 1; t < 256; t++) minuteOf[t] = Math.max(-(2 ** 31), this.#bucketOf(t) * this.#g);
-    const keys = this.#keys, tags = this.#tags;
-    for (let i = 0, o = 4; i < tags.length; i++) {
-      const t = tags[i]!;
-      if (t === 0) continue;
-      dv.setUint32(o, keys[2 * i + 1]!, true);
-      dv.setUint32(o + 4, keys[2 * i]!, true);
-      dv.setInt32(o + 8, minuteOf[t]!, true);
-      o += ENTRY_BYTES;
-    }
-    return out;
+    return writeImage(this.#keys, this.#tags, this.#size, minuteOf);
   }
 
   /**
@@ -356,9 +272,9 @@ export class ClickDedup {
     const d = new ClickDedup({ bucketMinutes: opts.bucketMinutes ?? 1 });
     const r = readImage(bytes, d.#g, SPAN, MAX_CAPACITY * GROW_ABOVE);
     if (d.#load(r.keys, r.offs, r.n, -Infinity, r.lo, r.top) < r.n) throw corrupt('an entry repeats a hash');
-    for (let t = 1; t < 256; t++) if (d.#count[t]! > 0) d.#logs[t] = new Uint32Array(2 * d.#count[t]!);
+    for (let t = 1; t < 256; t++) if (d.#count[t]! > 0) d.#log.reserve(t, d.#count[t]!);
     const keys = d.#keys, tags = d.#tags;
-    for (let i = 0; i < tags.length; i++) if (tags[i] !== 0) d.#record(tags[i]!, keys[2 * i + 1]!, keys[2 * i]!);
+    for (let i = 0; i < tags.length; i++) if (tags[i] !== 0) d.#log.record(tags[i]!, keys[2 * i + 1]!, keys[2 * i]!);
     return d;
   }
 
@@ -385,10 +301,8 @@ export class ClickDedup {
     if (top !== this.#top) fail(`newest bucket ${this.#top}, found ${top}`);
     if (this.#lo !== Math.max(this.#floor, this.#top - SPAN)) fail(`lo ${this.#lo}`);
     if (size > 0 && this.#rot !== mod255(this.#lo)) fail(`rot ${this.#rot}`);
-    for (let t = 0; t < 256; t++) {
-      if (this.#logLen[t]! > 0 && this.#used[t] !== 1) fail(`tag ${t} has a log but no block`);
-      if (size === 0 && this.#used[t] !== 0) fail(`empty table with a block of tag ${t}`);
-    }
+    const logBad = this.#log.check(size);
+    if (logBad !== null) fail(logBad);
   }
 
   /** Slot of (h, l), or -1. Reads keys only (empty slots hold EMPTY_KEY): one cache line, mostly. */
@@ -404,24 +318,12 @@ export class ClickDedup {
     }
   }
 
-
   /** Bucket that tag `t` (1..255) stands for: the one in [lo, lo + 254] congruent to t - 1 mod 255. */
   #bucketOf(t: number): number {
     const x = t - 1 - this.#rot;
     return this.#lo + (x < 0 ? x + RESIDUES : x);
   }
 
-  /** Logs (h, l) for the block of tag `t`. */
-  #record(t: number, h: number, l: number): void {
-    let log = this.#logs[t];
-    const n = this.#logLen[t]!;
-    if (log === undefined || n === log.length) {
-      const bigger = new Uint32Array(Math.max(64, 2 * n));
-      if (log !== undefined) bigger.set(log);
-      this.#logs[t] = log = bigger;
-    }
-    (log[n] = h), (log[n + 1] = l), (this.#logLen[t] = n + 2), (this.#used[t] = 1);
-  }
 
   /** `b` becomes the newest bucket; buckets over SPAN below it expire first (see the class doc). */
   #raiseTop(b: number): void {
@@ -440,12 +342,7 @@ export class ClickDedup {
       this.#rebuild(cap, newLo, cap === this.#cap ? this.#slack : slackFor(cap));
       if (left === 0) this.#top = -Infinity;
     }
-    for (let b = this.#lo; b > -Infinity && b < Math.min(newLo, this.#lo + RESIDUES); b++) {
-      const t = tagOf(b);
-      if (this.#used[t] === 0) continue;
-      this.#dropped.push(b * this.#g);
-      (this.#used[t] = 0), (this.#logs[t] = undefined), (this.#logLen[t] = 0);
-    }
+    for (let b = this.#lo; b > -Infinity && b < Math.min(newLo, this.#lo + RESIDUES); b++) this.#log.expire(tagOf(b), b * this.#g);
     this.#lo = newLo;
     this.#rot = mod255(newLo);
     return dropped;

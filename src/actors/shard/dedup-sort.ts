@@ -106,6 +106,24 @@ export function readImage(bytes: Uint8Array, g: number, span: number, maxCount: 
   return { keys, offs, n, lo, top };
 }
 
+/**
+ * Writes a whole-table image (the inverse of readImage): little-endian u32 count, then per
+ * occupied slot in key order u32 h, u32 l, i32 minuteOf[tag].
+ */
+export function writeImage(keys: Uint32Array, tags: Uint8Array, size: number, minuteOf: Float64Array): Uint8Array {
+  const out = new Uint8Array(4 + size * ENTRY_BYTES), dv = new DataView(out.buffer);
+  dv.setUint32(0, size, true);
+  for (let i = 0, o = 4; i < tags.length; i++) {
+    const t = tags[i]!;
+    if (t === 0) continue;
+    dv.setUint32(o, keys[2 * i + 1]!, true);
+    dv.setUint32(o + 4, keys[2 * i]!, true);
+    dv.setInt32(o + 8, minuteOf[t]!, true);
+    o += ENTRY_BYTES;
+  }
+  return out;
+}
+
 /** The u32 words of `bytes` read little-endian: a view when the platform and alignment allow, else a copy. */
 export function wordsLE(bytes: Uint8Array): Uint32Array {
   const n = bytes.byteLength >>> 2;
