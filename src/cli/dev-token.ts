@@ -66,7 +66,7 @@ export async function ensureDevToken(dataDir: string): Promise<{ token: string; 
   let token = await readToken(tokenFile);
   const created = token === undefined;
   if (token === undefined) {
-    token = randomBytes(32).toString('base64url');
+    token = newDevToken();
     await writePrivate(tokenFile, `${token}\n`);
   } else if (((await stat(tokenFile)).mode & 0o077) !== 0) {
     // Someone loosened it: only this user may read a token with every scope.
@@ -75,6 +75,18 @@ export async function ensureDevToken(dataDir: string): Promise<{ token: string; 
   const doc = { tokens: [{ name: 'dev', sha256: sha256Hex(token), scopes: [...SCOPES] }] };
   await writePrivate(tokensFile, `${JSON.stringify(doc, null, 2)}\n`);
   return { token, tokenFile, tokensFile, created };
+}
+
+/**
+ * 32 random bytes as base64url that do not start with '-': such a token would read as an option
+ * in `adagg ingest --token TOKEN` (node:util parseArgs refuses it as ambiguous), one token in 64.
+ * The first character is drawn again until it is not '-' (63 of its 64 values stay possible).
+ */
+export function newDevToken(random: (n: number) => Uint8Array = randomBytes): string {
+  for (;;) {
+    const t = Buffer.from(random(32)).toString('base64url');
+    if (!t.startsWith('-')) return t;
+  }
 }
 
 async function readToken(file: string): Promise<string | undefined> {

@@ -28,7 +28,8 @@ Options:
   --source-id ID       file identity for derived click_ids (default: the file's real path; not with --follow)
   --json               print the summary as JSON
   --token TOKEN        bearer token with scope ingest (default $ADAGG_TOKEN, else, without --url,
-                       the dev token of the local 'npm start', ADAGG_DATA_DIR/dev-token)
+                       the dev token of the local 'npm start', ADAGG_DATA_DIR/dev-token);
+                       a token that starts with '-' goes as --token=TOKEN
   --allow-rejects      exit 0 even when lines were rejected
   --follow             follow the paths as they grow and rotate
   --state FILE         offsets file of --follow (default ADAGG_DATA_DIR/ingest-follow.json; one follower per file)

@@ -141,13 +141,14 @@ describe('adagg start', () => {
     // `adagg ingest` sends the token (--token or ADAGG_TOKEN); without it the gateway refuses.
     const clicks = path.join(dataDir, 'clicks.ndjson');
     await writeFile(clicks, `${JSON.stringify({ click_id: 'cli-1', ad_id: 'ad-cli', ts: Date.now() })}\n`);
+    // (The dev token never starts with '-', which `--token TOKEN` would read as an option: exit 2.)
     const withToken = adagg(['ingest', '--url', base, '--json', '--token', token, clicks], {});
-    expect(await withToken.exited).toBe(0);
+    expect({ exit: await withToken.exited, out: withToken.out() }).toMatchObject({ exit: 0 });
     expect(withToken.out()).toContain('"accepted":1');
     const fromEnv = adagg(['ingest', '--url', base, '--json', clicks], { ADAGG_TOKEN: token });
-    expect(await fromEnv.exited).toBe(0);
+    expect({ exit: await fromEnv.exited, out: fromEnv.out() }).toMatchObject({ exit: 0 });
     const without = adagg(['ingest', '--url', base, clicks], {});
-    expect(await without.exited).toBe(1);
+    expect({ exit: await without.exited, out: without.out() }).toMatchObject({ exit: 1 });
     expect(without.out()).toContain('ADAGG_E_UNAUTHENTICATED');
     await stop();
 
