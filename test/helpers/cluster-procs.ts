@@ -225,26 +225,32 @@ export class ProcCluster {
     return p;
   }
 
-  /** Starts the gateway on a free port and waits for its /readyz. */
+  /**
+   * Starts the gateway on a free port and waits for its /readyz. A port picked here can be taken
+   * before the child binds it: the gateway then exits with EADDRINUSE, and it starts again on another.
+   */
   async startGateway(timeoutMs = 45_000): Promise<string> {
-    const port = await freePort();
-    const gw = new AdaggProc('gateway', ['gateway'], { ...this.env, ADAGG_HTTP_PORT: String(port) });
-    this.gateway = gw;
-    this.url = `http://127.0.0.1:${port}`;
-    try {
-      await waitFor(
-        `${this.url}/readyz`,
-        async () => {
-          if (!gw.alive) throw new Error('the gateway exited');
-          return fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
-        },
-        { timeoutMs, everyMs: 150 },
-      );
-    } catch (err) {
-      await gw.kill();
-      throw new Error(`gateway did not become ready (${(err as Error).message}):\n${gw.output()}`);
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const gw = new AdaggProc('gateway', ['gateway'], { ...this.env, ADAGG_HTTP_PORT: String(port) });
+      this.gateway = gw;
+      this.url = `http://127.0.0.1:${port}`;
+      try {
+        await waitFor(
+          `${this.url}/readyz`,
+          async () => {
+            if (!gw.alive) throw new Error('the gateway exited');
+            return fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+          },
+          { timeoutMs, everyMs: 150 },
+        );
+        return this.url;
+      } catch (err) {
+        await gw.kill();
+        if (attempt < 3 && new RegExp(`EADDRINUSE.*:${port}\\b`).test(gw.output())) continue;
+        throw new Error(`gateway did not become ready (${(err as Error).message}):\n${gw.output()}`);
+      }
     }
-    return this.url;
   }
 
   async status(): Promise<StatusShard[] | null> {

@@ -1,7 +1,6 @@
 /** Runs `adagg start` as a real child process (for SIGKILL/SIGSTOP tests) against given servers. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from '../../src/runtime/local-servers.ts';
 import { waitFor } from './wait.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -13,24 +12,31 @@ export interface ServiceProcess {
   output(): string;
 }
 
+/**
+ * Starts `adagg start` and waits for /readyz. Without `port` it listens on any free port
+ * (ADAGG_HTTP_PORT=0) and the URL comes from its ready block: a port picked by the test could be
+ * taken by another process before the child binds it. A restart passes the port it had before.
+ */
 export async function spawnService(env: Record<string, string>, port?: number): Promise<ServiceProcess> {
-  const httpPort = port ?? (await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
     cwd: ROOT,
-    env: { ...process.env, ADAGG_LOG_LEVEL: 'warn', ADAGG_AUTH: 'off', ...env, ADAGG_HTTP_PORT: String(httpPort), ADAGG_HTTP_HOST: '127.0.0.1' },
+    env: { ...process.env, ADAGG_LOG_LEVEL: 'warn', ADAGG_AUTH: 'off', ...env, ADAGG_HTTP_PORT: String(port ?? 0), ADAGG_HTTP_HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  let url = port === undefined ? undefined : `http://127.0.0.1:${port}`;
+  child.stdout!.on('data', (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+    url ??= /^ {2}gateway {5}(http:\/\/127\.0\.0\.1:\d+)/m.exec(out)?.[1];
+  });
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const url = `http://127.0.0.1:${httpPort}`;
   try {
     await waitFor(
-      `${url}/readyz`,
+      'the service\'s /readyz',
       async () => {
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`service exited (${child.exitCode ?? child.signalCode})`);
-        return fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+        return url !== undefined && fetch(`${url}/readyz`).then((r) => r.ok, () => false);
       },
       { timeoutMs: 30_000, everyMs: 150 },
     );
@@ -38,7 +44,7 @@ export async function spawnService(env: Record<string, string>, port?: number): 
     child.kill('SIGKILL');
     throw new Error(`service did not become ready (${(err as Error).message}):\n${out}`);
   }
-  return { url, child, exited, output: () => out };
+  return { url: url!, child, exited, output: () => out };
 }
 
 /**

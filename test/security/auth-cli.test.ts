@@ -7,7 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/runtime/local-servers.ts';
 import { startTestServers, type TestServers } from '../helpers/servers.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { sha256Hex } from '../../src/gateway/auth/token-hash.ts';
@@ -79,12 +78,15 @@ describe('adagg gateway', () => {
     it('reloads ADAGG_TOKENS_FILE on SIGHUP: a removed token stops working, a new one works', async () => {
       const dir = await tempDir();
       const file = await writeTokensFile(dir, STANDARD);
-      const port = await freePort();
-      const gw = adagg(['gateway'], { NATS_URL: servers.natsUrl, REDIS_URL: servers.redisUrl, ADAGG_TOKENS_FILE: file, ADAGG_HTTP_PORT: String(port), ADAGG_SHARDS: '2', ADAGG_PREFIX: 'authhup' });
+      // Any free port (a port picked here could be taken before the child binds it): its URL is in the 'gateway started' log line.
+      const gw = adagg(['gateway'], { NATS_URL: servers.natsUrl, REDIS_URL: servers.redisUrl, ADAGG_TOKENS_FILE: file, ADAGG_HTTP_PORT: '0', ADAGG_SHARDS: '2', ADAGG_PREFIX: 'authhup' });
       running.push(gw);
-      const url = `http://127.0.0.1:${port}/openapi.json`;
+      let url = '';
       await waitFor('gateway up', async () => {
         if (gw.child.exitCode !== null) throw new Error(`gateway exited:\n${gw.out()}`);
+        const line = gw.out().split('\n').find((l) => l.includes('"gateway started"'));
+        if (line === undefined) return false;
+        url = `${(JSON.parse(line) as { url: string }).url}/openapi.json`;
         return (await status(url, TOKENS.read).catch(() => 0)) === 200;
       }, { timeoutMs: 60_000, everyMs: 200 });
       expect(await status(url)).toBe(401);
@@ -108,9 +110,9 @@ describe('adagg gateway', () => {
 describe('adagg start', () => {
   it('makes a dev token (0600, under ADAGG_DATA_DIR), prints it with a dashboard URL, uses it, and reuses it on the next start', async () => {
     const dataDir = await tempDir();
-    const port = await freePort();
-    const env = { ADAGG_DATA_DIR: dataDir, ADAGG_HTTP_PORT: String(port), ADAGG_SHARDS: '2', ADAGG_WORKERS: '0', ADAGG_LOG_LEVEL: 'warn' };
-    const base = `http://127.0.0.1:${port}`;
+    // Any free port (a port picked here could be taken before the child binds it, as a CI run saw): the ready block tells which.
+    const env = { ADAGG_DATA_DIR: dataDir, ADAGG_HTTP_PORT: '0', ADAGG_SHARDS: '2', ADAGG_WORKERS: '0', ADAGG_LOG_LEVEL: 'warn' };
+    let base = '';
     const startOnce = async (): Promise<string> => {
       const p = adagg(['start'], env);
       running.push(p);
@@ -118,12 +120,13 @@ describe('adagg start', () => {
         if (p.child.exitCode !== null) throw new Error(`adagg start exited:\n${p.out()}`);
         return /#token=[A-Za-z0-9_-]{43}/.test(p.out());
       }, { timeoutMs: 90_000, everyMs: 200 });
-      const token = /#token=([A-Za-z0-9_-]{43})/.exec(p.out())![1]!;
-      expect(p.out()).toContain(`${base}/#token=${token}`);
+      const [, url, token] = /dashboard +(http:\/\/127\.0\.0\.1:\d+)\/#token=([A-Za-z0-9_-]{43})/.exec(p.out())!;
+      base = url!;
+      expect(p.out()).toMatch(new RegExp(`gateway +${base}\\s`));
       expect(await status(`${base}/v1/status`, token)).toBe(200);
       expect(await status(`${base}/v1/status`)).toBe(401);
       expect(await status(`${base}/`)).toBe(200);
-      return token;
+      return token!;
     };
     const stop = async (): Promise<void> => {
       const p = running.pop()!;
