@@ -58,10 +58,19 @@ export async function ensureStreams(nc: NatsConnection, t: Topology, s: StreamSe
   // Transient JetStream API failures (a request timing out on a loaded server, no responders or a
   // 503 while a cluster elects its meta leader) are retried for a while rather than ending the
   // process that is starting: the set-up is idempotent.
-  const deadline = Date.now() + (s.setupRetryMs ?? STREAM_SETUP_RETRY_MS);
+  return retryTransientJs(() => ensureStreamsOnce(nc, t, s), s.setupRetryMs ?? STREAM_SETUP_RETRY_MS);
+}
+
+/**
+ * `fn()`, called again after a transient JetStream API failure (isTransientJsError), 250 ms
+ * doubling to 4 s apart, until `retryMs` has passed; then its last error. For idempotent set-up
+ * steps (streams, the hot-routes bucket) of a process that is starting.
+ */
+export async function retryTransientJs<T>(fn: () => Promise<T>, retryMs: number = STREAM_SETUP_RETRY_MS): Promise<T> {
+  const deadline = Date.now() + retryMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await ensureStreamsOnce(nc, t, s);
+      return await fn();
     } catch (err) {
       const delay = Math.min(4000, 250 * 2 ** attempt);
       if (!isTransientJsError(err) || Date.now() + delay > deadline) throw err;

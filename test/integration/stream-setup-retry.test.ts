@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type ServerHandle } from '../../src/runtime/local-servers.ts';
+import { HotRoutes } from '../../src/runtime/hot/hot-routes.ts';
 import { ensureStreams } from '../../src/runtime/streams.ts';
 import { topology } from '../../src/runtime/topology.ts';
 import { uniquePrefix } from '../helpers/servers.ts';
@@ -49,11 +50,31 @@ describe('stream set-up against a frozen JetStream', () => {
     }
   }, 90_000);
 
+  it('opens the hot-routes bucket once the server answers (a chaos smoke node died of a timed-out bucket create at start)', async () => {
+    const topo = topology(uniquePrefix());
+    nats.kill('SIGSTOP');
+    let thawed = false;
+    const thaw = setTimeout(() => {
+      thawed = true;
+      nats.kill('SIGCONT');
+    }, 7000);
+    try {
+      const routes = await HotRoutes.open(nc, topo, 1, 60_000);
+      expect(thawed).toBe(true);
+      routes.close();
+      await expect(HotRoutes.open(nc, topology(uniquePrefix()), 1, 0).then((r) => r.close())).resolves.toBeUndefined();
+    } finally {
+      clearTimeout(thaw);
+      nats.kill('SIGCONT');
+    }
+  }, 90_000);
+
   it('gives up after the retry bound with the timeout', async () => {
     const topo = topology(uniquePrefix());
     nats.kill('SIGSTOP');
     try {
       await expect(ensureStreams(nc, topo, { shards: 2, replicas: 1, rawRetentionMs: 3600_000, duplicateWindowMs: 60_000, setupRetryMs: 1000 })).rejects.toThrow(/timeout/i);
+      await expect(HotRoutes.open(nc, topo, 1, 1000)).rejects.toThrow(/timeout/i);
     } finally {
       nats.kill('SIGCONT');
     }

@@ -2,6 +2,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { adKey, childOf } from '../../model/hot-messages.ts';
 import type { Topology } from '../topology.ts';
+import { retryTransientJs, STREAM_SETUP_RETRY_MS } from '../streams.ts';
 
 /** A split ad as publishers see it (the KV entry under the ad's key). */
 export interface HotRoute {
@@ -35,9 +36,13 @@ export class HotRoutes {
     private readonly topo: Topology,
   ) {}
 
-  /** Opens the bucket, creating it if missing (KV works on nats-server 2.9). */
-  static async open(nc: NatsConnection, topo: Topology, replicas = 1): Promise<HotRoutes> {
-    const kv = await new Kvm(nc).create(topo.hotBucket, { history: 1, replicas });
+  /**
+   * Opens the bucket, creating it if missing (KV works on nats-server 2.9). Transient JetStream
+   * failures are retried for `retryMs`: nodes starting at once race to create the replicated bucket,
+   * and one of them once died of a timed-out request at start.
+   */
+  static async open(nc: NatsConnection, topo: Topology, replicas = 1, retryMs = STREAM_SETUP_RETRY_MS): Promise<HotRoutes> {
+    const kv = await retryTransientJs(() => new Kvm(nc).create(topo.hotBucket, { history: 1, replicas }), retryMs);
     return new HotRoutes(kv, topo);
   }
 
