@@ -31,42 +31,42 @@ describe('stream set-up against a frozen JetStream', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('retries a timed-out request and creates the streams once the server answers', async () => {
-    const topo = topology(uniquePrefix());
+  /**
+   * Freezes the server, runs `fn`, and thaws the server after 7 s, once the first JetStream API
+   * request (5 s timeout) has failed; `fn` gets whether the thaw has happened yet.
+   */
+  async function frozenFor7s<T>(fn: (thawed: () => boolean) => Promise<T>): Promise<T> {
     nats.kill('SIGSTOP');
     let thawed = false;
-    // Thawed after the first JetStream API request (5 s timeout) has failed.
     const thaw = setTimeout(() => {
       thawed = true;
       nats.kill('SIGCONT');
     }, 7000);
     try {
-      const jsm = await ensureStreams(nc, topo, { shards: 2, replicas: 1, rawRetentionMs: 3600_000, duplicateWindowMs: 60_000, setupRetryMs: 60_000 });
-      expect(thawed).toBe(true);
-      expect((await jsm.streams.info(topo.clicksStream)).config.name).toBe(topo.clicksStream);
+      return await fn(() => thawed);
     } finally {
       clearTimeout(thaw);
       nats.kill('SIGCONT');
     }
+  }
+
+  it('retries a timed-out request and creates the streams once the server answers', async () => {
+    const topo = topology(uniquePrefix());
+    await frozenFor7s(async (thawed) => {
+      const jsm = await ensureStreams(nc, topo, { shards: 2, replicas: 1, rawRetentionMs: 3600_000, duplicateWindowMs: 60_000, setupRetryMs: 60_000 });
+      expect(thawed()).toBe(true);
+      expect((await jsm.streams.info(topo.clicksStream)).config.name).toBe(topo.clicksStream);
+    });
   }, 90_000);
 
   it('opens the hot-routes bucket once the server answers (a chaos smoke node died of a timed-out bucket create at start)', async () => {
     const topo = topology(uniquePrefix());
-    nats.kill('SIGSTOP');
-    let thawed = false;
-    const thaw = setTimeout(() => {
-      thawed = true;
-      nats.kill('SIGCONT');
-    }, 7000);
-    try {
+    await frozenFor7s(async (thawed) => {
       const routes = await HotRoutes.open(nc, topo, 1, 60_000);
-      expect(thawed).toBe(true);
+      expect(thawed()).toBe(true);
       routes.close();
       await expect(HotRoutes.open(nc, topology(uniquePrefix()), 1, 0).then((r) => r.close())).resolves.toBeUndefined();
-    } finally {
-      clearTimeout(thaw);
-      nats.kill('SIGCONT');
-    }
+    });
   }, 90_000);
 
   it('gives up after the retry bound with the timeout', async () => {
