@@ -4,7 +4,6 @@ import type { ShardHostDeps, ShardHostOptions } from './shard-host-deps.ts';
 import { Incarnation, unavailable } from './shard-incarnation.ts';
 
 export type { ShardFeedPort, ShardHostDeps, ShardHostHotHooks, ShardHostOptions } from './shard-host-deps.ts';
-export type { ShardMsg } from './shard-mailbox-msg.ts';
 
 /**
  * Hosts one shard actor (or hot child) on this node: each `run` is one incarnation
